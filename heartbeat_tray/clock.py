@@ -1,0 +1,23 @@
+"""Time as the ticker sees it: a monotonic clock for the grid, a wall clock for timestamps."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (and stops while the machine sleeps)."""
+
+    def wall(self) -> datetime:
+        """Now, as an aware UTC datetime."""
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> datetime:
+        return datetime.now(UTC)

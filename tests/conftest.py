@@ -1,0 +1,186 @@
+"""Fixtures for end-to-end tests: the real app as a subprocess, a loopback PostHog, a real keyring."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.capture_server import CaptureServer
+
+KEY = "phc_e2eTestKey0123456789abcdefghijklmnopqrstuv"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def server() -> Iterator[CaptureServer]:
+    srv = CaptureServer(valid_keys={KEY}).start()
+    yield srv
+    srv.stop()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    """Poll a cheap condition on another process's files; fails loudly instead of hanging."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+class App:
+    """The installed app, run the way a user runs it, isolated in a temporary home."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home = home
+        self.env = env
+        self.procs: list[subprocess.Popen[str]] = []
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config" / "heartbeat-tray" / "config.toml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state" / "heartbeat-tray"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "state" / "heartbeat-tray" / "log" / "heartbeat-tray.log"
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "heartbeat_tray", *args]
+
+    def run(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args),
+            input=input,
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            timeout=60,
+        )
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            self.command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.env, **(env or {})},
+        )
+        self.procs.append(proc)
+        return proc
+
+    def status(self) -> dict[str, Any]:
+        result = self.run("status", "--json")
+        assert result.returncode == 0, result.stderr
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    def write_config(self, text: str) -> None:
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(text)
+
+    def all_written_files(self) -> list[Path]:
+        return [p for p in self.home.rglob("*") if p.is_file()]
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("POSTHOG_PROJECT_API_KEY", "DBUS_SESSION_BUS_ADDRESS", "DISPLAY")
+        and not key.startswith(("XDG_", "PYTHON_KEYRING", "GNOME_KEYRING"))
+    }
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_STATE_HOME=str(home / "state"),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CACHE_HOME=str(home / "cache"),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+        NO_AT_BRIDGE="1",
+    )
+    application = App(home, env)
+    yield application
+    application.cleanup()
+
+
+@pytest.fixture
+def keyring_session(app: App) -> Iterator[dict[str, str]]:
+    """A private D-Bus session with an unlocked gnome-keyring: the real Secret Service."""
+    for tool in ("dbus-daemon", "gnome-keyring-daemon", "secret-tool"):
+        assert shutil.which(tool), f"{tool} is needed (Debian: dbus gnome-keyring libsecret-tools)"
+    bus = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=app.env,
+    )
+    assert bus.stdout is not None
+    address = bus.stdout.readline().strip()
+    env = {**app.env, "DBUS_SESSION_BUS_ADDRESS": address}
+    daemon = subprocess.run(
+        ["gnome-keyring-daemon", "--unlock", "--components=secrets", "--daemonize"],
+        input="test-password",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert daemon.returncode == 0, daemon.stderr
+    extra = {"DBUS_SESSION_BUS_ADDRESS": address}
+    for line in daemon.stdout.splitlines():
+        name, _, value = line.partition("=")
+        if name in ("GNOME_KEYRING_CONTROL", "SSH_AUTH_SOCK"):
+            extra[name] = value
+    app.env.update(extra)
+    yield extra
+    pid_line = subprocess.run(
+        ["pgrep", "-f", "gnome-keyring-daemon"], capture_output=True, text=True
+    ).stdout.split()
+    for pid in pid_line:
+        environ = Path(f"/proc/{pid}/environ")
+        try:
+            if address.encode() in environ.read_bytes():
+                os.kill(int(pid), signal.SIGTERM)
+        except OSError:
+            pass
+    bus.terminate()
+    bus.wait(timeout=10)
+
+
+def secret_tool_lookup(env: dict[str, str]) -> str:
+    result = subprocess.run(
+        ["secret-tool", "lookup", "service", "heartbeat-tray", "username", "project-api-key"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    return result.stdout

@@ -1,0 +1,223 @@
+"""The command line as a user runs it: real process, loopback PostHog, real keyring."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from heartbeat_tray import __version__
+from tests.capture_server import CaptureServer
+from tests.conftest import KEY, App, secret_tool_lookup
+
+WRONG_KEY = "phc_wrongKey0123456789abcdefghijklmnopqrstuv"
+
+
+def with_key(key: str = KEY) -> dict[str, str]:
+    return {"POSTHOG_PROJECT_API_KEY": key}
+
+
+def test_version(app: App) -> None:
+    result = app.run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"heartbeat-tray {__version__}"
+
+
+def test_once_sends_one_event_exactly_as_the_spec_says(app: App, server: CaptureServer) -> None:
+    app.write_config('event = "pipeline_ok"\n[properties]\nteam = "infra"\n')
+    result = app.run("once", "--host", server.url, env=with_key())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Accepted:")
+    assert len(result.stdout.strip().splitlines()) == 1
+    (event,) = server.wait_for_events(1)
+    (request,) = server.capture_requests()
+    assert request.path == "/batch/"
+    assert request.headers["User-Agent"] == f"heartbeat-tray/{__version__}"
+    assert request.body is not None and request.body["api_key"] == KEY
+    assert request.body["historical_migration"] is False
+    assert event["event"] == "pipeline_ok"
+    assert event["distinct_id"].startswith("heartbeat-tray-")
+    assert event["timestamp"].endswith("Z") and event["_sent_at"].endswith("Z")
+    props = event["properties"]
+    assert props["$lib"] == "heartbeat-tray" and props["$lib_version"] == __version__
+    assert props["$process_person_profile"] is False and props["$geoip_disable"] is True
+    assert props["team"] == "infra" and props["sequence"] == 1
+    # the generated distinct id is stable across runs
+    assert app.run("once", "--host", server.url, env=with_key()).returncode == 0
+    events = server.wait_for_events(2)
+    assert events[1]["distinct_id"] == event["distinct_id"]
+    assert events[1]["properties"]["sequence"] == 2
+
+
+@pytest.mark.parametrize("status", [400, 500, 503, 401, 403, 429])
+def test_once_not_accepted_exits_1_with_one_line(
+    app: App, server: CaptureServer, status: int
+) -> None:
+    server.set_mode(status)
+    result = app.run("once", "--host", server.url, env=with_key())
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"Not accepted: {status} ")
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_once_refused_connection_exits_1(app: App, server: CaptureServer) -> None:
+    server.set_mode("refuse")
+    result = app.run("once", "--host", server.url, env=with_key())
+    assert result.returncode == 1
+    assert "connection refused" in result.stdout or "could not connect" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "fragment"),
+    [
+        ((), with_key("phx_" + "p" * 40), "personal API key (phx_…)"),
+        (("--host", "http://posthog.example.com"), with_key(), "http:// is only for localhost"),
+        (("--interval", "0"), with_key(), "Interval must be a whole number"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_sentence(
+    app: App, server: CaptureServer, args: tuple[str, ...], env: dict[str, str], fragment: str
+) -> None:
+    result = app.run("once", *args, env=env)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert server.capture_requests() == []  # nothing was sent
+
+
+def test_no_key_stored_exits_2_and_says_how_to_set_one(
+    app: App, server: CaptureServer, keyring_session: dict[str, str]
+) -> None:
+    result = app.run("once", "--host", server.url)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "heartbeat-tray: No project API key is set; run 'heartbeat-tray key set'"
+    )
+    assert server.capture_requests() == []
+
+
+def test_corrupt_settings_file_is_set_aside_and_reported(app: App, server: CaptureServer) -> None:
+    app.write_config("interval_seconds = [not toml")
+    result = app.run("once", "--host", server.url, env=with_key())
+    assert result.returncode == 2
+    assert "Settings file was invalid" in result.stderr
+    (aside,) = app.config_file.parent.glob("config.toml.bad-*")
+    assert aside.read_text() == "interval_seconds = [not toml"
+    status = app.status()
+    assert status["settings_problem"] is not None and str(aside) in status["settings_problem"]
+    assert status["settings"]["interval_seconds"] == 60  # defaults in use
+    # the app keeps working with the defaults
+    assert app.run("once", "--host", server.url, env=with_key()).returncode == 0
+
+
+def test_check_asks_the_flags_endpoint(app: App, server: CaptureServer) -> None:
+    good = app.run("check", "--host", server.url, env=with_key())
+    assert good.returncode == 0 and "valid" in good.stdout
+    bad = app.run("check", "--host", server.url, env=with_key(WRONG_KEY))
+    assert bad.returncode == 1 and "rejected the API key (401)" in bad.stdout
+    assert server.capture_requests() == []  # no event was sent
+    server.set_mode("refuse")
+    gone = app.run("check", "--host", server.url, env=with_key())
+    assert gone.returncode == 1 and "unreachable" in gone.stdout
+
+
+def test_key_set_status_once_and_clear_with_a_real_keyring(
+    app: App, server: CaptureServer, keyring_session: dict[str, str]
+) -> None:
+    stored = app.run("key", "set", input=KEY + "\n")
+    assert stored.returncode == 0, stored.stderr
+    assert stored.stdout.strip() == "Stored the project API key (phc_e2eT…) in the system keyring."
+    assert secret_tool_lookup(app.env) == KEY
+    status = app.status()
+    assert status["api_key"] == {
+        "stored": True,
+        "source": "keyring",
+        "prefix": "phc_e2eT…",
+        "error": None,
+    }
+    assert app.run("once", "--host", server.url).returncode == 0
+    assert server.wait_for_events(1)
+    cleared = app.run("key", "clear")
+    assert cleared.returncode == 0 and "Removed" in cleared.stdout
+    assert secret_tool_lookup(app.env) == ""
+    assert app.run("once", "--host", server.url).returncode == 2
+    # the key never reached a file the app wrote: settings, state, outbox, log
+    for path in app.all_written_files():
+        assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_key_set_refuses_a_personal_key_and_stores_nothing(
+    app: App, keyring_session: dict[str, str]
+) -> None:
+    result = app.run("key", "set", input="phx_" + "q" * 40)
+    assert result.returncode == 2
+    assert "personal API key" in result.stderr
+    assert secret_tool_lookup(app.env) == ""
+
+
+def test_no_keyring_backend_is_a_clear_message(app: App, server: CaptureServer) -> None:
+    env = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    for args, fragment in (
+        (("key", "set"), "Cannot store the API key: the system keyring is not available"),
+        (("once", "--host", server.url), "Cannot read the API key: the system keyring is not"),
+    ):
+        result = app.run(*args, input=KEY, env=env)
+        assert result.returncode == 2
+        assert fragment in result.stderr
+        assert "set POSTHOG_PROJECT_API_KEY or unlock" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert KEY not in result.stderr
+    status = app.run("status", "--json", env=env)
+    assert status.returncode == 0
+    assert "not available" in json.loads(status.stdout)["api_key"]["error"]
+    # the environment variable is the headless way out, and it is never stored
+    ok = app.run("once", "--host", server.url, env={**env, **with_key()})
+    assert ok.returncode == 0
+    assert all(KEY.encode() not in p.read_bytes() for p in app.all_written_files())
+
+
+def test_no_session_bus_at_all_is_a_clear_message(app: App, server: CaptureServer) -> None:
+    result = app.run("once", "--host", server.url)
+    assert result.returncode == 2
+    assert "the system keyring is not available" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_shows_settings_key_prefix_outbox_and_last_outcome(
+    app: App, server: CaptureServer
+) -> None:
+    app.run("once", "--host", server.url, env=with_key())
+    status = app.run("status", "--json", env=with_key())
+    data = json.loads(status.stdout)
+    assert data["api_key"]["prefix"] == "phc_e2eT…" and data["api_key"]["source"] == "environment"
+    assert KEY not in status.stdout
+    assert data["outbox"]["queued"] == 0
+    assert data["launch_at_login"] == "off"
+    assert data["running"] is None
+    text = app.run("status", env=with_key())
+    assert "phc_e2eT…" in text.stdout and KEY not in text.stdout
+
+
+def test_autostart_on_status_off(app: App) -> None:
+    on = app.run("autostart", "on")
+    assert on.returncode == 0 and on.stdout.startswith("Launch at login: on")
+    desktop = app.home / "config" / "autostart" / "heartbeat-tray.desktop"
+    assert desktop.exists()
+    assert app.status()["launch_at_login"] == "on"
+    desktop.unlink()  # the user removed it: status says so, nothing recreates it
+    assert app.run("autostart", "status").stdout.startswith("Launch at login: off")
+    assert not desktop.exists()
+    app.run("autostart", "on")
+    off = app.run("autostart", "off")
+    assert off.stdout.startswith("Launch at login: off") and not desktop.exists()
+
+
+def test_settings_file_written_by_the_app_is_private(app: App) -> None:
+    from heartbeat_tray.settings import Settings, save_settings
+
+    save_settings(app.config_file, Settings())
+    assert stat.S_IMODE(os.stat(app.config_file).st_mode) == 0o600

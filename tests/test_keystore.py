@@ -1,0 +1,135 @@
+"""The API key: environment first, then the keyring; clear sentences when the keyring fails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends.fail import Keyring as NoKeyring
+from keyring.errors import InitError, KeyringLocked
+
+from heartbeat_tray.keystore import (
+    ENV_VAR,
+    SERVICE,
+    USERNAME,
+    InvalidKey,
+    KeyringUnavailable,
+    KeyStore,
+    check_key_text,
+)
+from heartbeat_tray.log_setup import RedactingFormatter, never_log
+from tests.fakes import MemoryKeyring
+
+KEY = "phc_" + "c" * 43
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def test_the_key_is_stored_under_the_spec_service_and_username(
+    memory_keyring: MemoryKeyring,
+) -> None:
+    store = KeyStore(environ={})
+    assert store.get() is None
+    store.store(KEY)
+    assert memory_keyring.store == {(SERVICE, USERNAME): KEY}
+    fresh = KeyStore(environ={}).get()
+    assert fresh is not None and fresh.value == KEY and fresh.source == "keyring"
+    assert fresh.masked == "phc_cccc…"
+    assert KeyStore(environ={}).clear() is True
+    assert KeyStore(environ={}).clear() is False  # already gone is not an error
+
+
+def test_the_keyring_is_read_once(memory_keyring: MemoryKeyring) -> None:
+    memory_keyring.store[(SERVICE, USERNAME)] = KEY
+    store = KeyStore(environ={})
+    assert store.get() is not None
+    memory_keyring.store.clear()
+    assert store.get() is not None  # cached; no second keyring round trip per beat
+
+
+def test_the_environment_overrides_the_keyring(memory_keyring: MemoryKeyring) -> None:
+    memory_keyring.store[(SERVICE, USERNAME)] = KEY
+    key = KeyStore(environ={ENV_VAR: "phc_fromenv" + "d" * 33}).get()
+    assert key is not None and key.source == "environment" and key.value.startswith("phc_fromenv")
+
+
+class Raising(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+    error: Exception = InitError("Prompt dismissed")
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise self.error
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise self.error
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "backend_error",
+    [None, InitError("Prompt dismissed"), KeyringLocked("locked")],
+    ids=["no-backend", "init-error", "locked"],
+)
+def test_keyring_failures_become_one_clear_sentence_never_a_fallback(
+    backend_error: Exception | None,
+) -> None:
+    previous = keyring.get_keyring()
+    backend: KeyringBackend = NoKeyring() if backend_error is None else Raising()
+    if backend_error is not None:
+        Raising.error = backend_error
+    keyring.set_keyring(backend)
+    try:
+        for action in (lambda s: s.get(), lambda s: s.store(KEY), lambda s: s.clear()):
+            with pytest.raises(KeyringUnavailable) as caught:
+                action(KeyStore(environ={}))
+            message = str(caught.value)
+            assert message.startswith("the system keyring is not available: ")
+            assert f"set {ENV_VAR} or unlock" in message
+            assert KEY not in message
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("phx_" + "a" * 40, "personal API key (phx_…); use the project API key (phc_…)"),
+        ("phs_" + "a" * 40, "secret key"),
+        ("", "empty"),
+        ("phc_abc def", "may only contain"),
+        ("phc_" + "a" * 70, "longer than 64"),
+    ],
+)
+def test_wrong_kinds_of_key_are_refused_with_a_sentence(text: str, fragment: str) -> None:
+    with pytest.raises(InvalidKey) as caught:
+        check_key_text(text)
+    assert fragment in str(caught.value)
+
+
+def test_an_unusual_key_shape_is_a_warning_not_a_refusal() -> None:
+    key, warning = check_key_text("  legacykey1234567890  \n")
+    assert key == "legacykey1234567890"
+    assert warning is not None and "does not look like a project API key" in warning
+    assert check_key_text(KEY) == (KEY, None)
+
+
+def test_log_lines_never_contain_the_key() -> None:
+    formatter = RedactingFormatter("%(message)s")
+    odd_key = "legacykey1234567890"
+    never_log(odd_key)
+    record = logging.LogRecord("t", logging.INFO, "", 0, "sent with %s and %s", (KEY, odd_key), None)
+    line = formatter.format(record)
+    assert KEY not in line and odd_key not in line
+    assert "phc_cccc…" in line
