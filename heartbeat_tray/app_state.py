@@ -73,6 +73,17 @@ class Snapshot:
         }
 
 
+def notification_for(before: Snapshot, after: Snapshot) -> tuple[str, str] | None:
+    """A desktop notification only on a change of state, never per beat."""
+    if after.health is Health.KEY_REJECTED and before.health is not Health.KEY_REJECTED:
+        return ("PostHog rejected the API key", f"{after.last_failure}. Open Settings to fix it.")
+    if before.consecutive_failures < NOTIFY_AFTER_FAILURES <= after.consecutive_failures:
+        return ("Heartbeat failing", after.status_line)
+    if before.consecutive_failures >= NOTIFY_AFTER_FAILURES and after.consecutive_failures == 0:
+        return ("Heartbeat recovered", "PostHog accepts the heartbeat again.")
+    return None
+
+
 Listener = Callable[[Snapshot], None]
 
 

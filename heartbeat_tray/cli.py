@@ -427,9 +427,20 @@ def cmd_autostart(action: str) -> int:
 
 
 def cmd_tray(ctx: Context, args: argparse.Namespace) -> int:
-    from heartbeat_tray.tray_app import run_tray
+    from heartbeat_tray.tray_app import NoDisplay, run_tray
 
-    return run_tray(ctx.paths, ctx.loaded, ctx.settings, autostart=args.autostart)
+    overrides = {
+        "host": args.host,
+        "interval_seconds": args.interval,
+        "event": args.event,
+        "distinct_id": args.distinct_id,
+    }
+    try:
+        return run_tray(
+            ctx.paths, ctx.loaded, ctx.settings, autostart=args.autostart, overrides=overrides
+        )
+    except NoDisplay as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_settings(ctx: Context) -> int:

@@ -260,12 +260,12 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-if __name__ == "__main__":  # for benchmarks and manual tries: python -m tests.capture_server
-    import sys
-
+if __name__ == "__main__":  # for manual tries: python -m tests.capture_server (Ctrl-C stops)
     srv = CaptureServer().start()
     print(srv.url, flush=True)
     try:
-        sys.stdin.read()
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         srv.stop()

@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests: the real app as a subprocess, a loopback PostHog, a real keyring."""
+"""End-to-end fixtures: the real app as a subprocess, a loopback PostHog, a real keyring."""
 
 from __future__ import annotations
 

@@ -129,7 +129,9 @@ def test_log_lines_never_contain_the_key() -> None:
     formatter = RedactingFormatter("%(message)s")
     odd_key = "legacykey1234567890"
     never_log(odd_key)
-    record = logging.LogRecord("t", logging.INFO, "", 0, "sent with %s and %s", (KEY, odd_key), None)
+    record = logging.LogRecord(
+        "t", logging.INFO, "", 0, "sent with %s and %s", (KEY, odd_key), None
+    )
     line = formatter.format(record)
     assert KEY not in line and odd_key not in line
     assert "phc_cccc…" in line

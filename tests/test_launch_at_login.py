@@ -1,4 +1,4 @@
-"""Launch at login on all three OSes; Linux for real, macOS via plistlib, Windows via a fake registry."""
+"""Launch at login: Linux for real, macOS via plistlib, Windows through a fake registry."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from heartbeat_tray.launch_at_login import (
     launch_command,
 )
 
-SPACED = ["/opt/My Apps/it's \"here\"/python$1", "-m", "heartbeat_tray", "tray", "--autostart"]
+SPACED = ['/opt/My Apps/it\'s "here"/python$1', "-m", "heartbeat_tray", "tray", "--autostart"]
 
 
 def parse_desktop_exec(line: str) -> list[str]:
@@ -34,7 +34,9 @@ def parse_desktop_exec(line: str) -> list[str]:
     for ch in chars:
         if ch == "\\":
             nxt = next(chars)
-            unescaped.append({"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}.get(nxt, "\\" + nxt))
+            unescaped.append(
+                {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}.get(nxt, "\\" + nxt)
+            )
         else:
             unescaped.append(ch)
     text = "".join(unescaped)
@@ -199,7 +201,7 @@ def windows_argv(command_line: str) -> list[str]:
         current.append("\\" * backslashes)
         backslashes = 0
         if ch == " " and not quoted:
-            if current and "".join(current) or started:
+            if (current and "".join(current)) or started:
                 args.append("".join(current))
             current, started = [], False
         else:
@@ -242,7 +244,7 @@ def test_windows_path_with_quotes_and_spaces_round_trips() -> None:
 def test_windows_denied_registry_is_one_sentence_and_changes_nothing() -> None:
     registry = FakeRegistry()
     registry.denied = True
-    with pytest.raises(LaunchAtLoginError, match="^Windows refused to change the startup entry"):
+    with pytest.raises(LaunchAtLoginError, match=r"^Windows refused to change the startup entry"):
         WindowsRunKey(registry, SPACED).enable()
     assert registry.values == {}
 

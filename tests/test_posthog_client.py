@@ -94,7 +94,11 @@ def test_the_batch_request_carries_key_sent_at_and_user_agent() -> None:
 
 @pytest.mark.parametrize(
     ("status", "verdict"),
-    [(200, KeyCheckVerdict.VALID), (401, KeyCheckVerdict.INVALID), (500, KeyCheckVerdict.UNEXPECTED)],
+    [
+        (200, KeyCheckVerdict.VALID),
+        (401, KeyCheckVerdict.INVALID),
+        (500, KeyCheckVerdict.UNEXPECTED),
+    ],
 )
 def test_key_check_asks_the_flags_endpoint(status: int, verdict: KeyCheckVerdict) -> None:
     seen: list[httpx.Request] = []

@@ -102,7 +102,7 @@ def test_a_wrong_key_stops_the_stream_without_a_retry_storm(
     assert len(server.capture_requests()) == 1
     status = app.status()
     assert status["last_outcome"]["verdict"] == "rejected-key"
-    code, took, err = stop(proc)
+    code, _, err = stop(proc)
     assert code == 0
     assert "PostHog rejected the API key (401 Unauthorized)" in err
     assert KEY not in err

@@ -51,7 +51,7 @@ def test_a_valid_file_is_read(tmp_path: Path) -> None:
         ('host = "http://posthog.example.com"', "http:// is only for localhost"),
         ('event = ""', "Event name must not be empty"),
         ("enabled = 3", "enabled must be true or false."),
-        ('[properties]\nsequence = 5', "'sequence' is set by Heartbeat Tray itself"),
+        ("[properties]\nsequence = 5", "'sequence' is set by Heartbeat Tray itself"),
         ("this is not toml", "not valid TOML"),
     ],
 )

@@ -1,0 +1,229 @@
+"""The tray for real: Xvfb, trayer as the tray host, xdotool clicks, the key in gnome-keyring.
+
+Screenshots of every state go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from heartbeat_tray.icon_art import AMBER, BLUE, GREY, RED
+from tests.capture_server import CaptureServer
+from tests.conftest import KEY, App, wait_until
+from tests.desktop import Desktop, menu_item_centres, start_desktop
+
+MENU_LAYOUT = [3, 5, 1]  # Enabled, status, counters | Send, Settings, Login, PostHog, Log | Quit
+SEND_NOW, QUIT = 3, 8
+
+
+@pytest.fixture
+def desktop() -> Iterator[Desktop]:
+    d = start_desktop()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def keyed_app(app: App, keyring_session: dict[str, str]) -> App:
+    stored = app.run("key", "set", input=KEY)
+    assert stored.returncode == 0, stored.stderr
+    return app
+
+
+def start_tray(
+    app: App, desktop: Desktop, server: CaptureServer, interval: str = "1", *extra: str
+) -> tuple[subprocess.Popen[str], int]:
+    proc = app.start("tray", *extra, "--interval", interval, "--host", server.url, env=desktop.env)
+    window = desktop.icon_window()
+    wait_until(lambda: desktop.is_docked(window), what="the icon docked in the tray")
+    return proc, window
+
+
+def colour_share(image: Image.Image, colour: tuple[int, ...], tolerance: int = 40) -> float:
+    data = image.convert("RGB").tobytes()
+    pixels = [data[i : i + 3] for i in range(0, len(data), 3)]
+    near = sum(
+        1
+        for p in pixels
+        if all(abs(a - b) <= tolerance for a, b in zip(p, colour[:3], strict=True))
+    )
+    return near / len(pixels)
+
+
+def wait_title(desktop: Desktop, window: int, text: str) -> str:
+    return str(
+        wait_until(
+            lambda: (t := desktop.title(window)) and text in t and t, what=f"title with {text!r}"
+        )
+    )
+
+
+def open_menu_and_click(desktop: Desktop, window: int, index: int) -> None:
+    desktop.click(window, 3)
+    menu = wait_until(
+        lambda: desktop.xdotool("search", "--onlyvisible", "--class", "Menu").split(),
+        what="the menu to open",
+    )[-1]
+    desktop.screenshot("tray-menu")
+    x, y, _, _ = desktop.geometry(int(menu))
+    centres = menu_item_centres(desktop.grab(int(menu)), MENU_LAYOUT)
+    cx, cy = centres[index]
+    desktop.click_at(x + cx, y + cy)
+
+
+def test_left_click_disables_and_enables_the_beats(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    proc, window = start_tray(keyed_app, desktop, server)
+    server.wait_for_events(2)
+    title = wait_title(desktop, window, "Last accepted")
+    assert title.startswith("Heartbeat — ")
+    desktop.screenshot("tray-healthy", window)
+    assert colour_share(desktop.grab(window), RED) > 0.1
+
+    desktop.click(window, 1)
+    wait_title(desktop, window, "Disabled")
+    # a pulse for the last accepted beat may still be running: the grey icon follows it
+    wait_until(lambda: colour_share(desktop.grab(window), GREY) > 0.1, what="the grey icon")
+    desktop.screenshot("tray-disabled", window)
+    assert colour_share(desktop.grab(window), RED) < 0.01
+    server.wait_for(lambda: False, timeout=0.5)  # let a request already on the wire land
+    count = len(server.events)
+    assert not server.wait_for(lambda: len(server.events) > count, timeout=3.0)
+
+    desktop.click(window, 1)
+    server.wait_for_events(count + 2)
+    wait_title(desktop, window, "Last accepted")
+    proc.terminate()
+    assert proc.wait(timeout=5) == 0
+
+
+def test_menu_send_now_delivers_a_beat_and_quit_exits_fast(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    proc, window = start_tray(keyed_app, desktop, server, "3600")
+    server.wait_for_events(1)
+    open_menu_and_click(desktop, window, SEND_NOW)
+    events = server.wait_for_events(2)
+    assert len({e["uuid"] for e in events}) == 2
+    wait_title(desktop, window, "Last accepted")
+    open_menu_and_click(desktop, window, QUIT)
+    started = time.monotonic()
+    proc.wait(timeout=5)
+    assert time.monotonic() - started < 2.0
+    assert proc.returncode == 0
+    wait_until(lambda: not desktop.find_windows("heartbeat-traySystemTrayIcon"), what="icon gone")
+
+
+def test_the_icon_pulses_on_an_accepted_beat(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    proc, window = start_tray(keyed_app, desktop, server, "3600")
+    server.wait_for_events(1)
+    wait_title(desktop, window, "Last accepted")
+    rest = wait_until(lambda: _settled(desktop, window), what="the icon at rest")
+    desktop.click(window, 1)  # disable
+    wait_title(desktop, window, "Disabled")
+    desktop.click(window, 1)  # enable: a beat at once, and a pulse when it is accepted
+    mid = wait_until(
+        lambda: (
+            (img := desktop.grab(window)).tobytes() != rest.tobytes()
+            and colour_share(img, GREY) < 0.01
+            and img
+        ),
+        timeout=5,
+        what="a pulse frame",
+    )
+    mid.resize((mid.width * 4, mid.height * 4)).save(desktop.screenshot("tray-pulse", window))
+    wait_until(lambda: desktop.grab(window).tobytes() == rest.tobytes(), what="back at rest")
+    server.wait_for_events(2)
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def _settled(desktop: Desktop, window: int) -> Image.Image | None:
+    first = desktop.grab(window)
+    time.sleep(0.6)  # longer than a pulse: two equal grabs this far apart mean no animation
+    second = desktop.grab(window)
+    return second if first.tobytes() == second.tobytes() else None
+
+
+def test_failing_icon_while_the_server_fails_and_healthy_after(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    server.set_mode(503)
+    proc, window = start_tray(keyed_app, desktop, server)
+    wait_title(desktop, window, "Failing: 503 Service Unavailable")
+    desktop.screenshot("tray-failing", window)
+    failing = desktop.grab(window)
+    assert colour_share(failing, AMBER) > 0.1 and colour_share(failing, RED) < 0.01
+    server.set_mode("ok")
+    wait_title(desktop, window, "Last accepted")
+    wait_until(lambda: colour_share(desktop.grab(window), RED) > 0.1, what="the healthy icon")
+    desktop.screenshot("tray-recovered", window)
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def test_no_key_shows_needs_setup(
+    app: App, keyring_session: dict[str, str], desktop: Desktop, server: CaptureServer
+) -> None:
+    proc, window = start_tray(app, desktop, server, "1", "--autostart")
+    title = wait_title(desktop, window, "No API key — open Settings")
+    assert title == "Heartbeat — No API key — open Settings"
+    desktop.screenshot("tray-needs-setup", window)
+    assert colour_share(desktop.grab(window), BLUE) > 0.1
+    assert server.capture_requests() == []
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def test_a_second_launch_does_not_double_the_beats(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    proc, window = start_tray(keyed_app, desktop, server)
+    server.wait_for_events(2)
+    second = keyed_app.run("tray", "--interval", "1", "--host", server.url, env=desktop.env)
+    assert second.returncode == 0
+    assert "already running; it has been asked to open its settings" in second.stdout
+    assert len(desktop.find_windows("heartbeat-traySystemTrayIcon")) == 1
+    count = len(server.events)
+    events = server.wait_for_events(count + 4)
+    ordered = sorted(events, key=lambda e: e["properties"]["sequence"])
+    sequences = [e["properties"]["sequence"] for e in ordered]
+    assert sequences == list(range(1, len(sequences) + 1))
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def test_the_icon_stays_docked_through_50_pulses(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    proc, window = start_tray(keyed_app, desktop, server)
+    parent, _ = desktop.parent_of(window)
+    parents = set()
+    for n in itertools.count(1):
+        server.wait_for_events(n)
+        parents.add(desktop.parent_of(window)[0])
+        if n == 51:
+            break
+    assert parents == {parent}  # never re-docked, never thrown back to the root window
+    assert desktop.is_docked(window)
+    assert desktop.find_windows("heartbeat-traySystemTrayIcon") == [window]
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def test_without_a_display_the_tray_says_so_in_one_sentence(app: App) -> None:
+    result = app.run("tray")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "heartbeat-tray: No display is available (DISPLAY is not set); the tray needs a desktop "
+        "session — run 'heartbeat-tray run' for the headless heartbeat."
+    )
