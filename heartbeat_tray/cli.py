@@ -445,8 +445,12 @@ def cmd_tray(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_settings(ctx: Context) -> int:
     from heartbeat_tray.settings_dialog import run_dialog
+    from heartbeat_tray.tray_app import NoDisplay
 
-    return run_dialog(ctx.paths)
+    try:
+        return run_dialog(ctx.paths)
+    except NoDisplay as exc:
+        raise UserError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

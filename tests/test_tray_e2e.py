@@ -192,7 +192,7 @@ def test_a_second_launch_does_not_double_the_beats(
     second = keyed_app.run("tray", "--interval", "1", "--host", server.url, env=desktop.env)
     assert second.returncode == 0
     assert "already running; it has been asked to open its settings" in second.stdout
-    assert len(desktop.find_windows("heartbeat-traySystemTrayIcon")) == 1
+    assert desktop.find_windows("heartbeat-traySystemTrayIcon") == [window]
     count = len(server.events)
     events = server.wait_for_events(count + 4)
     ordered = sorted(events, key=lambda e: e["properties"]["sequence"])

@@ -1,0 +1,192 @@
+"""The settings dialog for real: xdotool types into it on Xvfb, the key goes to gnome-keyring."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from heartbeat_tray.settings import load_settings
+from tests.capture_server import CaptureServer
+from tests.conftest import KEY, App, secret_tool_lookup, wait_until
+from tests.desktop import Desktop, start_desktop
+
+DIALOG_CLASS = "heartbeat-tray-settings"
+# Tab stops after the key field: Show, Event, Distinct id, Interval, Properties, Backfill,
+# Notify, Launch at login, Test connection.
+TABS_TO_INTERVAL = 4
+TABS_TO_TEST = 9
+
+
+@pytest.fixture
+def desktop() -> Iterator[Desktop]:
+    d = start_desktop()
+    yield d
+    d.stop()
+
+
+def log_lines(app: App) -> str:
+    return app.log_file.read_text() if app.log_file.exists() else ""
+
+
+def open_dialog(app: App, desktop: Desktop) -> subprocess.Popen[str]:
+    shown = log_lines(app).count("Settings dialog shown")
+    proc = app.start("settings", env=desktop.env)
+    wait_for_dialog(app, desktop, shown)
+    return proc
+
+
+def wait_for_dialog(app: App, desktop: Desktop, shown_before: int) -> int:
+    wait_until(
+        lambda: log_lines(app).count("Settings dialog shown") > shown_before,
+        what="the dialog to take the keyboard",
+    )
+    return int(
+        wait_until(
+            lambda: desktop.xdotool("search", "--onlyvisible", "--classname", DIALOG_CLASS),
+            what="the dialog window",
+        ).split()[0]
+    )
+
+
+def keys(desktop: Desktop, *names: str) -> None:
+    desktop.xdotool("key", "--delay", "30", *names)
+
+
+def type_text(desktop: Desktop, text: str) -> None:
+    desktop.xdotool("type", "--delay", "10", text)
+
+
+def test_a_valid_form_saves_the_file_and_the_key(
+    app: App, keyring_session: dict[str, str], desktop: Desktop
+) -> None:
+    proc = open_dialog(app, desktop)
+    desktop.screenshot("dialog-empty", None)
+    type_text(desktop, KEY)
+    desktop.screenshot("dialog-filled", None)
+    keys(desktop, "Return")
+    assert proc.wait(timeout=10) == 0
+    assert secret_tool_lookup(app.env) == KEY
+    saved = load_settings(app.config_file).settings
+    assert saved.interval_seconds == 60 and saved.host == "https://us.i.posthog.com"
+    assert KEY not in app.config_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("typing", "field"),
+    [
+        ([("type", "phx_" + "p" * 40)], "api_key: This looks like a personal API key"),
+        (
+            [("type", KEY), *[("key", "Tab")] * TABS_TO_INTERVAL, ("type", "abc")],
+            "interval_seconds: Interval must be a whole number of seconds between 1 and 86400.",
+        ),
+        (
+            [("type", KEY), *[("key", "Tab")] * 2, ("key", "ctrl+a"), ("key", "ctrl+k")],
+            "event: Event name must not be empty",
+        ),
+    ],
+    ids=["personal-key", "interval", "empty-event"],
+)
+def test_an_invalid_field_blocks_save_and_changes_nothing(
+    app: App,
+    keyring_session: dict[str, str],
+    desktop: Desktop,
+    typing: list[tuple[str, str]],
+    field: str,
+) -> None:
+    app.write_config("interval_seconds = 120\n")
+    before = app.config_file.read_bytes()
+    proc = open_dialog(app, desktop)
+    for kind, text in typing:
+        if kind == "type":
+            type_text(desktop, text)
+        else:
+            keys(desktop, text)
+    keys(desktop, "Return")
+    wait_until(lambda: f"Save refused: {field}" in log_lines(app), what=f"refusal for {field}")
+    desktop.screenshot(f"dialog-error-{field.split(':')[0]}", None)
+    assert proc.poll() is None  # still open, for the user to fix
+    assert app.config_file.read_bytes() == before
+    assert secret_tool_lookup(app.env) == ""
+    keys(desktop, "Escape")
+    assert proc.wait(timeout=10) == 1
+
+
+def test_cancel_changes_nothing(
+    app: App, keyring_session: dict[str, str], desktop: Desktop
+) -> None:
+    app.write_config('event = "kept"\n')
+    before = app.config_file.read_bytes()
+    proc = open_dialog(app, desktop)
+    type_text(desktop, KEY)
+    keys(desktop, *["Tab"] * TABS_TO_INTERVAL)
+    type_text(desktop, "5")
+    keys(desktop, "Escape")
+    assert proc.wait(timeout=10) == 1
+    assert app.config_file.read_bytes() == before
+    assert secret_tool_lookup(app.env) == ""
+
+
+@pytest.mark.parametrize(
+    ("key", "mode", "answer"),
+    [
+        (KEY, "ok", "Test connection: The API key is valid for http://127.0.0.1:"),
+        ("phc_" + "w" * 43, "ok", "rejected the API key (401)"),
+        (KEY, "refuse", "is unreachable (connection refused)"),
+    ],
+    ids=["valid", "401", "refused"],
+)
+def test_test_connection_answers_inline_for_the_form_values(
+    app: App,
+    keyring_session: dict[str, str],
+    desktop: Desktop,
+    server: CaptureServer,
+    key: str,
+    mode: str,
+    answer: str,
+) -> None:
+    app.write_config(f'host = "{server.url}"\n')
+    server.set_mode(mode)
+    proc = open_dialog(app, desktop)
+    type_text(desktop, key)
+    keys(desktop, *["Tab"] * TABS_TO_TEST, "space")
+    wait_until(lambda: answer in log_lines(app), what=answer)
+    desktop.screenshot(f"dialog-test-{mode}-{'valid' if key == KEY else 'wrong'}", None)
+    assert server.capture_requests() == []  # checking sends no event
+    assert secret_tool_lookup(app.env) == ""  # and saves nothing
+    keys(desktop, "Escape")
+    proc.wait(timeout=10)
+
+
+def test_a_saved_interval_reaches_the_running_tray_within_a_second(
+    app: App, keyring_session: dict[str, str], desktop: Desktop, server: CaptureServer
+) -> None:
+    app.write_config(f'host = "{server.url}"\ninterval_seconds = 3\n')
+    assert app.run("key", "set", input=KEY).returncode == 0
+    tray = app.start("tray", env=desktop.env)
+    server.wait_for_events(2)
+    # a second launch asks the running tray to open its settings dialog
+    shown = log_lines(app).count("Settings dialog shown")
+    second = app.run("tray", env=desktop.env)
+    assert second.returncode == 0 and "asked to open its settings" in second.stdout
+    wait_for_dialog(app, desktop, shown)
+    keys(desktop, *["Tab"] * TABS_TO_INTERVAL)
+    type_text(desktop, "1")
+    keys(desktop, "Return")
+    wait_until(lambda: "Settings reloaded" in log_lines(app), what="the tray to reload")
+    count = len(server.events)
+    events = server.wait_for_events(count + 4)
+    stamps = [
+        datetime.fromisoformat(e["timestamp"]).timestamp()
+        for e in sorted(events, key=lambda e: e["properties"]["sequence"])
+    ]
+    early = [b - a for a, b in itertools.pairwise(stamps[:2])]
+    late = [b - a for a, b in itertools.pairwise(stamps[-3:])]
+    assert all(2.7 <= gap <= 3.3 for gap in early), early
+    assert all(0.7 <= gap <= 1.3 for gap in late), late
+    assert load_settings(app.config_file).settings.interval_seconds == 1
+    tray.terminate()
+    assert tray.wait(timeout=5) == 0
