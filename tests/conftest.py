@@ -43,9 +43,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = 
 class App:
     """The installed app, run the way a user runs it, isolated in a temporary home."""
 
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
+    def __init__(self, home: Path, env: dict[str, str], program: list[str] | None = None) -> None:
         self.home = home
         self.env = env
+        self.program = program or [sys.executable, "-m", "heartbeat_tray"]
         self.procs: list[subprocess.Popen[str]] = []
 
     @property
@@ -61,7 +62,7 @@ class App:
         return self.home / "state" / "heartbeat-tray" / "log" / "heartbeat-tray.log"
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "heartbeat_tray", *args]
+        return [*self.program, *args]
 
     def run(
         self, *args: str, input: str | None = None, env: dict[str, str] | None = None
