@@ -11,16 +11,8 @@ from pathlib import Path
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    tmp = _complete_temp_file(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(OSError):  # not every OS or file system has POSIX modes
-            os.chmod(tmp, mode)
         _replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -31,18 +23,10 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 def create_exclusively(path: Path, data: bytes, mode: int = 0o600) -> bool:
     """Write ``path`` only if it does not exist yet; False when another writer got there first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    tmp = _complete_temp_file(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, mode)
         try:
-            os.link(tmp, path)  # atomic create-if-absent with the full content already in place
+            os.link(tmp, path)  # atomic create-if-absent, with the whole content already there
         except FileExistsError:
             return False
         except OSError:  # no hard links on this file system: last writer wins, still never half
@@ -55,6 +39,25 @@ def create_exclusively(path: Path, data: bytes, mode: int = 0o600) -> bool:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _complete_temp_file(path: Path, data: bytes, mode: int) -> Path:
+    """``data`` on disk (flushed, fsynced) in a temp file beside ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(OSError):  # not every OS or file system has POSIX modes
+            os.chmod(tmp, mode)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
 
 
 def _replace(src: Path, dst: Path) -> None:

@@ -208,13 +208,7 @@ def cmd_run(ctx: Context) -> int:
     key = _require_key(ctx)
     lock = InstanceLock(ctx.paths.lock_file)
     if not lock.acquire():
-        pid = lock.holder_pid()
-        print(
-            "heartbeat-tray is already sending beats for this user"
-            + (f" (process {pid})" if pid else "")
-            + "; not starting a second stream.",
-            file=sys.stderr,
-        )
+        _say(lock.busy_message("not starting a second stream"))
         return EXIT_OK
     outbox = Outbox(ctx.paths.outbox_file)
     client = PostHogClient()

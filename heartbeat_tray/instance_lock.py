@@ -30,6 +30,12 @@ class InstanceLock:
         self._handle = handle
         return True
 
+    def busy_message(self, what_now: str) -> str:
+        """One sentence for a start that found another instance holding the lock."""
+        pid = self.holder_pid()
+        holder = f" (process {pid})" if pid else ""
+        return f"heartbeat-tray is already sending beats for this user{holder}; {what_now}."
+
     def holder_pid(self) -> int | None:
         try:
             text = self.path.read_text(encoding="utf-8").strip()

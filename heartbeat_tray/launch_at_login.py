@@ -59,13 +59,41 @@ def desktop_string_escape(value: str) -> str:
     )
 
 
-class XdgAutostart:
-    def __init__(self, config_home: Path, command: Sequence[str] | None = None) -> None:
-        self.path = config_home / "autostart" / f"{APP_ID}.desktop"
+class _EntryFile:
+    """An entry that is one file of ours (XDG autostart, LaunchAgent): write it, remove it."""
+
+    path: Path
+
+    def __init__(self, path: Path, command: Sequence[str] | None) -> None:
+        self.path = path
         self._command = list(command or launch_command())
 
     def describe(self) -> str:
         return str(self.path)
+
+    def content(self) -> bytes:
+        raise NotImplementedError
+
+    def enable(self) -> None:
+        try:
+            write_atomically(self.path, self.content(), mode=0o644)
+        except OSError as exc:
+            raise LaunchAtLoginError(
+                f"Could not write {self.path} ({exc.strerror}); check that the folder is writable."
+            ) from None
+
+    def disable(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise LaunchAtLoginError(
+                f"Could not remove {self.path} ({exc.strerror}); check the folder's permissions."
+            ) from None
+
+
+class XdgAutostart(_EntryFile):
+    def __init__(self, config_home: Path, command: Sequence[str] | None = None) -> None:
+        super().__init__(config_home / "autostart" / f"{APP_ID}.desktop", command)
 
     def render(self) -> str:
         exec_line = " ".join(desktop_exec_quote(arg) for arg in self._command)
@@ -81,21 +109,8 @@ class XdgAutostart:
             "X-GNOME-Autostart-enabled=true\n"
         )
 
-    def enable(self) -> None:
-        try:
-            write_atomically(self.path, self.render().encode("utf-8"), mode=0o644)
-        except OSError as exc:
-            raise LaunchAtLoginError(
-                f"Could not write {self.path} ({exc.strerror}); check that the folder is writable."
-            ) from None
-
-    def disable(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise LaunchAtLoginError(
-                f"Could not remove {self.path} ({exc.strerror}); check the folder's permissions."
-            ) from None
+    def content(self) -> bytes:
+        return self.render().encode("utf-8")
 
     def is_enabled(self) -> bool:
         try:
@@ -121,15 +136,11 @@ class XdgAutostart:
 # --- macOS ---
 
 
-class LaunchAgent:
+class LaunchAgent(_EntryFile):
     def __init__(self, home: Path, command: Sequence[str] | None = None) -> None:
-        self.path = home / "Library" / "LaunchAgents" / f"{MAC_LABEL}.plist"
-        self._command = list(command or launch_command())
+        super().__init__(home / "Library" / "LaunchAgents" / f"{MAC_LABEL}.plist", command)
 
-    def describe(self) -> str:
-        return str(self.path)
-
-    def render(self) -> bytes:
+    def content(self) -> bytes:
         # RunAtLoad only: KeepAlive would relaunch the app every time the user quits it.
         return plistlib.dumps(
             {
@@ -139,22 +150,6 @@ class LaunchAgent:
                 "ProcessType": "Interactive",
             }
         )
-
-    def enable(self) -> None:
-        try:
-            write_atomically(self.path, self.render(), mode=0o644)
-        except OSError as exc:
-            raise LaunchAtLoginError(
-                f"Could not write {self.path} ({exc.strerror}); check that the folder is writable."
-            ) from None
-
-    def disable(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise LaunchAtLoginError(
-                f"Could not remove {self.path} ({exc.strerror}); check the folder's permissions."
-            ) from None
 
     def is_enabled(self) -> bool:
         try:

@@ -31,7 +31,7 @@ from heartbeat_tray.settings import LoadedSettings, Settings, installation_id, l
 from heartbeat_tray.settings import save_settings as write_settings
 from heartbeat_tray.ticker import Ticker, TickerConfig
 from heartbeat_tray.tray_menu import SEPARATOR, Entries, MenuEntry, TkPopup, to_pystray
-from heartbeat_tray.ui_thread import PostingUiThread, TkUiThread, UiThread, poster_for
+from heartbeat_tray.ui_thread import PostingUiThread, SelectUiThread, UiThread, poster_for
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class TrayApp:
         self.icons: IconSet = icon_set()
         self.icon: Any = None
         self.ui: UiThread
-        self.root: Any = None  # Tk root, xorg only
+        self.popup: TkPopup | None = None  # xorg only
         self.notifier: Notifier
         self.channel: ChannelServer | None = None
         self._shown: Snapshot | None = None
@@ -234,8 +234,10 @@ class TrayApp:
             self.icon.stop()
         except Exception:
             log.warning("Stopping the tray icon failed", exc_info=True)
-        if self.root is not None:
-            self.root.quit()
+        if self.popup is not None:
+            self.popup.close()
+        if isinstance(self.ui, SelectUiThread):
+            self.ui.quit()
 
     def on_command(self, command: str) -> None:
         """From a second launch or the settings dialog, on the channel thread."""
@@ -322,32 +324,25 @@ class TrayApp:
         return EXIT_OK
 
     def _run_xorg(self, first_image: Any, title: str) -> int:
-        import tkinter
-
         from heartbeat_tray.tray_xorg import XorgIcon, start_in_thread
 
-        try:
-            root = tkinter.Tk(className="heartbeat-tray-menu")
-        except tkinter.TclError as exc:
-            raise _no_display(str(exc)) from None
-        root.withdraw()
-        self.root = root
-        self.ui = TkUiThread(root)
+        ui = self.ui = SelectUiThread()
         entries = self.menu_entries()
-        popup = TkPopup(root, entries)
+        popup = self.popup = TkPopup(entries, ui)
         self.icon = XorgIcon(
             "heartbeat-tray",
             first_image,
             title,
-            menu=to_pystray(entries, self.ui),
-            on_context_menu=lambda x, y: self.ui.call(lambda: popup.show(x, y)),
+            menu=to_pystray(entries, ui),
+            on_context_menu=lambda x, y: ui.call(lambda: popup.show(x, y)),
         )
         self.notifier = Notifier(self.icon)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.quit())
-        start_in_thread(self.icon, on_ready=lambda: self.ui.call(self._show_icon))
+            signal.signal(sig, lambda *_: ui.call(self.quit))
+        start_in_thread(self.icon, on_ready=lambda: ui.call(self._show_icon))
         self._start_core()
-        root.mainloop()
+        ui.run()
+        ui.close()
         return EXIT_OK
 
     def _show_icon(self) -> None:
@@ -359,6 +354,9 @@ class TrayApp:
         self.channel = ChannelServer(self.paths.state_dir, self.on_command)
         self.channel.start()
         self.ticker.start()
+        problem = self.state.snapshot.settings_problem
+        if problem:  # the file was set aside: say so once, in words, not only in the log
+            self.ui.call(lambda: self.notifier.show("Settings file was invalid", problem))
         if self._first_run_needs_setup():
             self.ui.call(self.open_settings)
 
@@ -377,13 +375,8 @@ def run_tray(
         if send_command(paths.state_dir, "settings"):
             print("Heartbeat Tray is already running; it has been asked to open its settings.")
             return EXIT_OK
-        pid = lock.holder_pid()
-        print(
-            "heartbeat-tray is already sending beats for this user"
-            + (f" (process {pid}, started with 'run')" if pid else "")
-            + "; stop it to use the tray instead.",
-            file=sys.stderr,
-        )
+        if sys.stderr is not None:
+            print(lock.busy_message("stop its 'run' to use the tray instead"), file=sys.stderr)
         return EXIT_OK
     try:
         log.info("Tray starting with the %s backend", backend)

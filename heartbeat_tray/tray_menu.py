@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from heartbeat_tray.ui_thread import UiThread
+from heartbeat_tray.ui_thread import SelectUiThread, UiThread
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,21 +48,32 @@ def to_pystray(entries: Entries, ui: UiThread) -> Any:
 
 
 class TkPopup:
-    """The menu at the pointer on xorg, where pystray has none. Built afresh on each right
-    click, so it always shows the current state; the previous one is destroyed."""
+    """The menu at the pointer on xorg, where pystray has none.
 
-    def __init__(self, root: Any, entries: Entries) -> None:
-        self._root = root
+    Tk is loaded only for the moment the menu is open (it costs 9 MiB resident), and the menu is
+    built afresh each time, so it always shows the current state. While it is open, the app's
+    own jobs and timers keep running through ``ui.run_due``.
+    """
+
+    def __init__(self, entries: Entries, ui: SelectUiThread) -> None:
         self._entries = entries
-        self._menu: Any = None
+        self._ui = ui
+        self._root: Any = None
 
     def show(self, x: int, y: int) -> None:
         import tkinter
 
-        if self._menu is not None:
-            self._menu.destroy()
-        menu = self._menu = tkinter.Menu(self._root, tearoff=False)
-        self._vars = []
+        if self._root is not None:
+            return
+        try:
+            root = tkinter.Tk(className="heartbeat-tray-menu")
+        except tkinter.TclError:
+            log.exception("Could not open the menu")
+            return
+        root.withdraw()
+        self._root = root
+        menu = tkinter.Menu(root, tearoff=False)
+        keep = []
         for entry in self._entries:
             if entry is None:
                 menu.add_separator()
@@ -67,9 +81,26 @@ class TkPopup:
             state: Literal["normal", "disabled"] = "normal" if entry.action else "disabled"
             action = entry.action or (lambda: None)
             if entry.checked is not None:
-                var = tkinter.BooleanVar(master=menu, value=entry.checked())
-                self._vars.append(var)
+                var = tkinter.BooleanVar(master=root, value=entry.checked())
+                keep.append(var)
                 menu.add_checkbutton(label=entry.text(), variable=var, command=action, state=state)
             else:
                 menu.add_command(label=entry.text(), command=action, state=state)
-        menu.tk_popup(x, y)
+        menu.bind("<Unmap>", lambda _e: root.quit())
+
+        def pump() -> None:
+            self._ui.run_due()
+            if self._root is not None:
+                root.after(50, pump)
+
+        root.after(50, pump)
+        try:
+            menu.tk_popup(x, y)
+            root.mainloop()  # until the menu closes: an item was chosen or the click went away
+        finally:
+            self._root = None
+            root.destroy()
+
+    def close(self) -> None:
+        if self._root is not None:
+            self._root.quit()

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import logging
+import select
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,32 +38,25 @@ def _run(job: Job) -> None:
         log.exception("A UI job failed")
 
 
-class TkUiThread:
-    """Tk's main loop is woken through a socketpair: nothing polls, idle costs nothing.
+class _Wakeable:
+    """Jobs from any thread, and a socketpair that wakes the loop that runs them.
 
-    The same socket is Python's signal wake-up fd, so SIGTERM/SIGINT are handled at once even
-    while Tk sleeps in its event loop.
+    ``deque.append`` takes no Python-level lock, so a signal handler may call ``call()`` too.
     """
 
-    def __init__(self, root: Any) -> None:
-        import tkinter
-
-        self._root = root
+    def __init__(self) -> None:
         self._jobs: collections.deque[Job] = collections.deque()
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
-        root.tk.createfilehandler(self._reader.fileno(), tkinter.READABLE, self._drain)
         if threading.current_thread() is threading.main_thread():
+            # Signals wake the loop at once, even while it sleeps in select() or in Tk.
             signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
 
     def call(self, job: Job) -> None:
         self._jobs.append(job)
         with contextlib.suppress(BlockingIOError, OSError):
             self._writer.send(b"\0")
-
-    def call_later(self, delay_ms: int, job: Job) -> None:
-        self.call(lambda: self._root.after(delay_ms, lambda: _run(job)))
 
     def _drain(self, *_: object) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -72,10 +68,69 @@ class TkUiThread:
     def close(self) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(-1)
-        with contextlib.suppress(Exception):
-            self._root.tk.deletefilehandler(self._reader.fileno())
         self._reader.close()
         self._writer.close()
+
+
+class SelectUiThread(_Wakeable):
+    """The UI loop for pystray's xorg backend: the main thread sleeps in select() until a job,
+    a timer or a signal arrives. Nothing polls; idle costs nothing. No toolkit is loaded until
+    one is needed (the Tk menu on a right click), which keeps the tray's memory small.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timers: list[tuple[float, int, Job]] = []  # touched only on the UI thread
+        self._counter = 0
+        self._running = False
+
+    def call_later(self, delay_ms: int, job: Job) -> None:
+        due = time.monotonic() + delay_ms / 1000
+        self.call(lambda: self._add_timer(due, job))
+
+    def _add_timer(self, due: float, job: Job) -> None:
+        self._counter += 1
+        heapq.heappush(self._timers, (due, self._counter, job))
+
+    def run_due(self) -> float | None:
+        """Run jobs and due timers; seconds until the next timer, or None."""
+        self._drain()
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _run(heapq.heappop(self._timers)[2])
+            now = time.monotonic()
+        return max(0.0, self._timers[0][0] - now) if self._timers else None
+
+    def run(self) -> None:
+        self._running = True
+        while self._running:
+            timeout = self.run_due()
+            if not self._running:
+                break
+            with contextlib.suppress(InterruptedError):
+                select.select([self._reader], [], [], timeout)
+
+    def quit(self) -> None:
+        self._running = False
+
+
+class TkUiThread(_Wakeable):
+    """For a Tk program (the settings dialog): Tk's own loop is woken through the socketpair."""
+
+    def __init__(self, root: Any) -> None:
+        import tkinter
+
+        super().__init__()
+        self._root = root
+        root.tk.createfilehandler(self._reader.fileno(), tkinter.READABLE, self._drain)
+
+    def call_later(self, delay_ms: int, job: Job) -> None:
+        self.call(lambda: self._root.after(delay_ms, lambda: _run(job)))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._root.tk.deletefilehandler(self._reader.fileno())
+        super().close()
 
 
 class PostingUiThread:

@@ -247,14 +247,18 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
         ) -> None:
             request.status = status
             data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-            self.wfile.flush()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+            except OSError:  # the client gave up (timed out): nothing was accepted
+                request.status = -1
+                self.close_connection = True
             server._record(request)
 
     return Handler

@@ -16,9 +16,22 @@ from typing import Any
 import pytest
 
 from tests.capture_server import CaptureServer
+from tests.fakes import MemoryKeyring
 
 KEY = "phc_e2eTestKey0123456789abcdefghijklmnopqrstuv"
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    """keyring's own API over an in-memory backend, for unit tests of the keyring code."""
+    import keyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
 
 
 @pytest.fixture
@@ -162,14 +175,15 @@ def keyring_session(app: App) -> Iterator[dict[str, str]]:
             extra[name] = value
     app.env.update(extra)
     yield extra
-    pid_line = subprocess.run(
-        ["pgrep", "-f", "gnome-keyring-daemon"], capture_output=True, text=True
-    ).stdout.split()
-    for pid in pid_line:
-        environ = Path(f"/proc/{pid}/environ")
+    # the daemon forked away from us: find it by the bus it serves
+    for proc_dir in Path("/proc").iterdir():
         try:
-            if address.encode() in environ.read_bytes():
-                os.kill(int(pid), signal.SIGTERM)
+            if not proc_dir.name.isdigit():
+                continue
+            if b"gnome-keyring" not in (proc_dir / "cmdline").read_bytes():
+                continue
+            if address.encode() in (proc_dir / "environ").read_bytes():
+                os.kill(int(proc_dir.name), signal.SIGTERM)
         except OSError:
             pass
     bus.terminate()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import keyring
 import pytest
@@ -24,15 +23,6 @@ from heartbeat_tray.log_setup import RedactingFormatter, never_log
 from tests.fakes import MemoryKeyring
 
 KEY = "phc_" + "c" * 43
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def test_the_key_is_stored_under_the_spec_service_and_username(

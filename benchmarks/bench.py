@@ -1,0 +1,542 @@
+"""Heartbeat Tray against a loop around the official posthog-python SDK, in the same run.
+
+    benchmarks/run            (installs what it needs, then runs this)
+    .venv/bin/python benchmarks/bench.py [--quick]
+
+Prints one table and writes it as Markdown (benchmarks/results.md). Ratios are ours/peer: on a
+noisy machine the ratio holds where absolute numbers do not. No figure is massaged; a missed
+target says "missed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from heartbeat_tray.event import build_event  # noqa: E402
+from heartbeat_tray.outbox import Outbox  # noqa: E402
+from tests.capture_server import CaptureServer  # noqa: E402
+
+OURS_KEY = "phc_benchmarkOursKey0123456789abcdefghijklmno"
+PEER = [sys.executable, str(ROOT / "benchmarks" / "sdk_peer.py")]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    scenario: str
+    metric: str
+    ours: float | None
+    peer: float | None
+    unit: str
+    target: str = ""
+    met: bool | None = None
+
+    def cells(self) -> list[str]:
+        ratio = (
+            f"{self.ours / self.peer:.2f}"
+            if self.ours is not None and self.peer not in (None, 0)
+            else "—"
+        )
+        verdict = {None: "", True: "met", False: "**missed**"}[self.met]
+        return [
+            self.scenario,
+            self.metric,
+            _fmt(self.ours, self.unit),
+            _fmt(self.peer, self.unit),
+            ratio,
+            self.target,
+            verdict,
+        ]
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    digits = 0 if float(value).is_integer() or abs(value) >= 100 else 2
+    return f"{value:,.{digits}f} {unit}".strip()
+
+
+# --- processes and /proc ---
+
+
+class Env:
+    """An isolated home for one of our processes."""
+
+    def __init__(self, name: str) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix=f"hb-bench-{name}-"))
+        self.vars = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("XDG_")},
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(self.home / "config"),
+            "XDG_STATE_HOME": str(self.home / "state"),
+            "POSTHOG_PROJECT_API_KEY": OURS_KEY,
+            "PYTHONPATH": str(ROOT),
+        }
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "state" / "heartbeat-tray" / "outbox.sqlite3"
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def ours(*args: str) -> list[str]:
+    return [sys.executable, "-m", "heartbeat_tray", *args]
+
+
+@dataclass
+class Sample:
+    cpu: float  # seconds
+    rss: float  # MiB
+    hwm: float  # MiB, peak
+    threads: int
+    wakeups: int  # voluntary context switches, all threads
+
+
+def sample(pid: int) -> Sample:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    wakeups = 0
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for task in tasks:
+        try:
+            for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches"):
+                    wakeups += int(line.split()[1])
+        except OSError:
+            pass
+    return Sample(
+        cpu,
+        int(status["VmRSS"].split()[0]) / 1024,
+        int(status["VmHWM"].split()[0]) / 1024,
+        len(tasks),
+        wakeups,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def events_from(
+    server: CaptureServer, lib: str, distinct_id: str | None = None
+) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in list(server.events)
+        if e.get("properties", {}).get("$lib") == lib
+        and (distinct_id is None or e.get("distinct_id") == distinct_id)
+    ]
+
+
+# --- 1. idle footprint ---
+
+
+def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
+    interval = 60
+    env = Env("idle")
+    procs: dict[str, subprocess.Popen[Any]] = {}
+    desktop = None
+    tray_env = Env("tray")
+    try:
+        procs["ours"] = subprocess.Popen(
+            ours("run", "--interval", str(interval), "--host", server.url, "--distinct-id", "run"),
+            env=env.vars,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs["peer"] = subprocess.Popen(
+            [*PEER, "loop", server.url, str(interval)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if with_tray:
+            from tests.desktop import start_desktop
+
+            desktop = start_desktop()
+            procs["tray"] = subprocess.Popen(
+                ours(
+                    "tray",
+                    "--autostart",
+                    "--interval",
+                    str(interval),
+                    "--host",
+                    server.url,
+                    "--distinct-id",
+                    "tray",
+                ),
+                env={**tray_env.vars, "DISPLAY": desktop.display},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        firsts = {
+            "ours": lambda: events_from(server, "heartbeat-tray", "run"),
+            "peer": lambda: [e for e in server.events if e.get("distinct_id") == "sdk-peer"],
+            "tray": lambda: events_from(server, "heartbeat-tray", "tray"),
+        }
+        for name in procs:
+            assert wait_for(lambda n=name: bool(firsts[n]()), 60), f"{name} sent no first beat"
+        time.sleep(2.0)  # let start-up work and the first pulse finish
+        samples: dict[str, list[tuple[float, Sample]]] = {name: [] for name in procs}
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            now = time.monotonic()
+            for name, proc in procs.items():
+                samples[name].append((now, sample(proc.pid)))
+            time.sleep(1.0)
+    finally:
+        for proc in procs.values():
+            stop(proc)
+        if desktop is not None:
+            desktop.stop()
+        env.cleanup()
+        tray_env.cleanup()
+
+    distinct = {"ours": "run", "peer": "sdk-peer", "tray": "tray"}
+
+    def beat_times(name: str) -> list[float]:
+        return [
+            r.at
+            for r in server.capture_requests()
+            if any(e.get("distinct_id") == distinct[name] for e in r.events)
+        ]
+
+    def figures(name: str) -> dict[str, float]:
+        series = samples[name]
+        (t0, first), (t1, last) = series[0], series[-1]
+        span = t1 - t0
+        beats = beat_times(name)
+        quiet_wakeups, quiet_cpu, quiet_time = 0, 0.0, 0.0
+        for (ta, a), (tb, b) in itertools.pairwise(series):
+            if not any(ta - 1.0 <= t <= tb + 1.0 for t in beats):  # no beat near this second
+                quiet_wakeups += b.wakeups - a.wakeups
+                quiet_cpu += b.cpu - a.cpu
+                quiet_time += tb - ta
+        return {
+            "cpu": last.cpu - first.cpu,
+            "cpu_pct": 100 * (last.cpu - first.cpu) / span,
+            "rss": last.rss,
+            "threads": last.threads,
+            "wakeups": (last.wakeups - first.wakeups) / span,
+            "quiet_wakeups": quiet_wakeups / quiet_time if quiet_time else float("nan"),
+            "quiet_cpu_pct": 100 * quiet_cpu / quiet_time if quiet_time else float("nan"),
+            "span": span,
+        }
+
+    o, p = figures("ours"), figures("peer")
+    span = f"{o['span']:.0f} s"
+    rows = [
+        Row(f"idle, {span}", "CPU time", o["cpu"], p["cpu"], "s"),
+        Row(f"idle, {span}", "RSS", o["rss"], p["rss"], "MiB", "< peer", o["rss"] < p["rss"]),
+        Row(f"idle, {span}", "threads", o["threads"], p["threads"], ""),
+        Row(f"idle, {span}", "wakeups/s (window)", o["wakeups"], p["wakeups"], "/s"),
+        Row(
+            f"idle, {span}",
+            "wakeups/s between beats",
+            o["quiet_wakeups"],
+            p["quiet_wakeups"],
+            "/s",
+            "0",
+            o["quiet_wakeups"] == 0,
+        ),
+    ]
+    if with_tray:
+        t = figures("tray")
+        tray = "tray idle (Xvfb+trayer)"
+        rows += [
+            Row(tray, "CPU, window with one beat", t["cpu_pct"], None, "%"),
+            Row(
+                tray,
+                "CPU between beats",
+                t["quiet_cpu_pct"],
+                None,
+                "%",
+                "0.00 %",
+                round(t["quiet_cpu_pct"], 2) == 0,
+            ),
+            Row(tray, "RSS", t["rss"], None, "MiB", "< 45 MiB", t["rss"] < 45),
+            Row(tray, "threads", t["threads"], None, ""),
+            Row(
+                tray,
+                "wakeups/s between beats",
+                t["quiet_wakeups"],
+                None,
+                "/s",
+                "0",
+                t["quiet_wakeups"] == 0,
+            ),
+        ]
+    return rows
+
+
+# --- 2. schedule accuracy ---
+
+
+def first_arrivals(server: CaptureServer, key: str) -> dict[int, float]:
+    """Monotonic arrival time of each beat's first attempt, by sequence number."""
+    firsts: dict[int, float] = {}
+    for request in server.capture_requests():
+        for event in request.events:
+            props = event.get("properties", {})
+            if props.get("$lib") != key:
+                continue
+            seq = int(props.get("sequence", 0))
+            if seq and seq not in firsts:
+                firsts[seq] = request.at
+    return firsts
+
+
+def accuracy(beats: int, interval: float) -> list[Row]:
+    results: dict[str, dict[str, float]] = {}
+    for who in ("ours", "peer"):
+        server = CaptureServer().start()
+        server.latency = lambda: random.uniform(0.0, 0.150)
+        env = Env("accuracy")
+        lib = "heartbeat-tray" if who == "ours" else "posthog-python"
+        if who == "ours":
+            env.outbox.parent.mkdir(parents=True, exist_ok=True)
+            cmd = [
+                sys.executable,
+                str(ROOT / "benchmarks" / "ticker_driver.py"),
+                server.url,
+                str(interval),
+                str(env.outbox.parent),
+            ]
+        else:
+            cmd = [*PEER, "sleep-loop", server.url, str(interval), str(beats)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            ok = wait_for(
+                lambda s=server, lib=lib: len(first_arrivals(s, lib)) >= beats,  # type: ignore[misc]
+                beats * interval * 3 + 60,
+            )
+            assert ok, f"{who}: fewer than {beats} beats arrived"
+        finally:
+            stop(proc)
+            server.stop()
+            env.cleanup()
+        firsts = first_arrivals(server, lib)
+        t0 = firsts[1]
+        deviations = [abs(firsts[k] - (t0 + (k - 1) * interval)) for k in range(1, beats + 1)]
+        results[who] = {
+            "median": statistics.median(deviations) * 1000,
+            "max": max(deviations) * 1000,
+            "drift": (firsts[beats] - (t0 + (beats - 1) * interval)) * 1000,
+        }
+    o, p = results["ours"], results["peer"]
+    name = f"accuracy, {beats} beats at {interval} s"
+    return [
+        Row(name, "median deviation", o["median"], p["median"], "ms", "< 5 ms", o["median"] < 5),
+        Row(name, "max deviation", o["max"], p["max"], "ms", "< 25 ms", o["max"] < 25),
+        Row(
+            name, "drift of last beat", o["drift"], p["drift"], "ms", "< 5 ms", abs(o["drift"]) < 5
+        ),
+    ]
+
+
+# --- 3. backlog ---
+
+
+def fill_outbox(path: Path, count: int) -> None:
+    """What a long outage leaves behind: ``count`` beats, one a minute, ending now."""
+    Outbox(path).close()  # creates the schema
+    now = datetime.now(UTC)
+    rows = []
+    for n in range(1, count + 1):
+        moment = now - timedelta(minutes=count - n + 1)
+        beat_id = str(uuid.uuid4())
+        event = build_event(
+            event="heartbeat",
+            distinct_id="backlog",
+            uuid=beat_id,
+            timestamp=moment,
+            sequence=n,
+            interval_seconds=60,
+            extra_properties={},
+        )
+        rows.append((beat_id, moment.timestamp(), json.dumps(event, separators=(",", ":"))))
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany("INSERT INTO beats (uuid, created_at, payload) VALUES (?, ?, ?)", rows)
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('sequence', ?)", (str(count),))
+    db.close()
+
+
+def backlog(count: int) -> list[Row]:
+    results: dict[str, dict[str, float]] = {}
+    for who in ("ours", "peer"):
+        server = CaptureServer().start()
+        env = Env("backlog")
+        try:
+            if who == "ours":
+                # it keeps running after the backlog: time the delivery, read its peak, stop it
+                fill_outbox(env.outbox, count)
+                started = time.monotonic()
+                proc = subprocess.Popen(
+                    ours("run", "--interval", "60", "--host", server.url),
+                    env=env.vars,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                try:
+                    delivered = wait_for(lambda s=server: len(s.events) > count, 300)  # type: ignore[misc]
+                    assert delivered, "ours: the backlog was not delivered in 300 s"
+                    wall = time.monotonic() - started
+                    peak = sample(proc.pid).hwm
+                finally:
+                    stop(proc)
+            else:
+                # the SDK script exits once it has flushed: the whole process is the measure
+                wall, peak, code = run_measured(
+                    [*PEER, "backlog", server.url, str(count)], env.vars
+                )
+                assert code == 0 and len(server.events) >= count, "peer: backlog not delivered"
+        finally:
+            server.stop()
+            env.cleanup()
+        if who == "ours":
+            uuids = [e["uuid"] for e in server.events]
+            assert len(set(uuids)) == len(uuids), "ours delivered a beat twice"
+        results[who] = {
+            "requests": len(server.capture_requests()),
+            "wall": wall,
+            "peak": peak,
+        }
+    o, p = results["ours"], results["peer"]
+    name = f"backlog, {count:,} beats"
+    return [
+        Row(name, "requests", o["requests"], p["requests"], "", "≤ 25", o["requests"] <= 25),
+        Row(name, "wall time", o["wall"], p["wall"], "s", "< 5 s", o["wall"] < 5),
+        Row(name, "peak RSS", o["peak"], p["peak"], "MiB"),
+    ]
+
+
+# --- 4. one-shot ---
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall time, peak RSS (MiB) and exit code of one whole process."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "measure.py"), *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(out)
+    return result["wall"], result["peak_mib"], result["exit"]
+
+
+def one_shot(runs: int) -> list[Row]:
+    server = CaptureServer().start()
+    env = Env("once")
+    results: dict[str, list[tuple[float, float]]] = {"ours": [], "peer": []}
+    try:
+        for _ in range(runs):
+            for who, cmd in (
+                ("ours", ours("once", "--host", server.url)),
+                ("peer", [*PEER, "once", server.url]),
+            ):
+                wall, rss, code = run_measured(cmd, env.vars)
+                assert code == 0, f"{who} one-shot failed"
+                results[who].append((wall, rss))
+    finally:
+        server.stop()
+        env.cleanup()
+    o_wall = statistics.median(w for w, _ in results["ours"])
+    p_wall = statistics.median(w for w, _ in results["peer"])
+    o_rss = max(r for _, r in results["ours"])
+    p_rss = max(r for _, r in results["peer"])
+    name = f"one-shot, median of {runs}"
+    return [
+        Row(name, "wall time", o_wall, p_wall, "s", "≤ peer", o_wall <= p_wall),
+        Row(name, "peak RSS", o_rss, p_rss, "MiB"),
+    ]
+
+
+# --- the table ---
+
+
+def table(rows: list[Row]) -> str:
+    header = [
+        "scenario",
+        "metric",
+        "heartbeat-tray",
+        "posthog-python loop",
+        "ours/peer",
+        "target",
+        "",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run that proves the harness")
+    parser.add_argument("--no-tray", action="store_true", help="skip the tray (no Xvfb here)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    rows: list[Row] = []
+    server = CaptureServer().start()
+    try:
+        rows += idle(server, 4.0 if quick else 60.0, with_tray=not args.no_tray)
+    finally:
+        server.stop()
+    rows += accuracy(10 if quick else 200, 0.2)
+    rows += backlog(300 if quick else 10_000)
+    rows += one_shot(1 if quick else 5)
+    text = table(rows)
+    print(text)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    args.out.write_text(
+        f"# Benchmarks\n\nRun {stamp} on {os.cpu_count()} cores"
+        f"{' (quick run)' if quick else ''}; `benchmarks/run` makes this table.\n\n{text}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
