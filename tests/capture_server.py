@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import json
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -34,8 +35,11 @@ class Request:
 
 
 class CaptureServer:
-    def __init__(self, valid_keys: set[str] | None = None) -> None:
+    def __init__(
+        self, valid_keys: set[str] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.valid_keys = valid_keys if valid_keys is not None else set()
+        self.tls = tls  # serve HTTPS with this context (e.g. a self-signed certificate)
         self.events: list[dict[str, Any]] = []
         self.requests: list[Request] = []
         self.mode: str | int = "ok"  # "ok", "refuse", "hang", or an HTTP status to answer with
@@ -62,7 +66,8 @@ class CaptureServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def _listen(self) -> None:
         server = self
@@ -76,6 +81,8 @@ class CaptureServer:
                     raise
                 time.sleep(0.05)  # the old socket of this port is still being torn down
         httpd.daemon_threads = True
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)

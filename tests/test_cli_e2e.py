@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import stat
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +224,40 @@ def test_settings_file_written_by_the_app_is_private(app: App) -> None:
 
     save_settings(app.config_file, Settings())
     assert stat.S_IMODE(os.stat(app.config_file).st_mode) == 0o600
+
+
+def test_a_certificate_the_system_does_not_trust_is_a_tls_error(app: App, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = CaptureServer(valid_keys={KEY}, tls=context).start()
+    try:
+        check = app.run("check", "--host", server.url, env=with_key())
+        assert check.returncode == 1
+        assert "could not be reached securely (TLS error: self-signed certificate)" in check.stdout
+        once = app.run("once", "--host", server.url, env=with_key())
+        assert once.returncode == 1
+        assert once.stdout.startswith("Not accepted: TLS error: self-signed certificate")
+        assert server.capture_requests() == []  # nothing was sent over an untrusted link
+    finally:
+        server.stop()

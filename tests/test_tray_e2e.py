@@ -6,9 +6,12 @@ Screenshots of every state go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -227,3 +230,67 @@ def test_without_a_display_the_tray_says_so_in_one_sentence(app: App) -> None:
         "heartbeat-tray: No display is available (DISPLAY is not set); the tray needs a desktop "
         "session — run 'heartbeat-tray run' for the headless heartbeat."
     )
+
+
+@pytest.fixture
+def notifications(
+    app: App, keyring_session: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[[], list[dict[str, str]]]]:
+    """A notification daemon on the app's session bus; yields a reader of what it was sent."""
+    out = tmp_path / "notifications.jsonl"
+    daemon = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fake_notifications.py")), str(out)],
+        env=app.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert daemon.stdout is not None and daemon.stdout.readline().strip() == "ready"
+
+    def shown() -> list[dict[str, str]]:
+        if not out.exists():
+            return []
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    yield shown
+    daemon.kill()
+    daemon.wait()
+
+
+def test_notifications_only_when_failing_starts_and_when_it_recovers(
+    keyed_app: App,
+    notifications: Callable[[], list[dict[str, str]]],
+    desktop: Desktop,
+    server: CaptureServer,
+) -> None:
+    proc, window = start_tray(keyed_app, desktop, server)
+    server.wait_for_events(2)
+    server.set_mode(503)
+    wait_title(desktop, window, "(5 in a row)")  # well past the third failure
+    assert [n["summary"] for n in notifications()] == ["Heartbeat failing"]
+    assert notifications()[0]["body"].startswith("Failing: 503 Service Unavailable (")
+    server.set_mode("ok")
+    wait_until(lambda: len(notifications()) == 2, what="the recovery notification")
+    count = len(server.events)
+    server.wait_for_events(count + 3)  # more accepted beats: no notification per beat
+    assert [n["summary"] for n in notifications()] == ["Heartbeat failing", "Heartbeat recovered"]
+    assert {n["app"] for n in notifications()} == {"Heartbeat Tray"}
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def test_notify_false_keeps_quiet(
+    keyed_app: App,
+    notifications: Callable[[], list[dict[str, str]]],
+    desktop: Desktop,
+    server: CaptureServer,
+) -> None:
+    keyed_app.write_config("notify = false\n")
+    server.set_mode(503)
+    proc, window = start_tray(keyed_app, desktop, server)
+    wait_title(desktop, window, "(4 in a row)")
+    server.set_mode("ok")
+    wait_title(desktop, window, "Last accepted")
+    server.wait_for_events(2)
+    assert notifications() == []
+    proc.terminate()
+    proc.wait(timeout=5)
