@@ -205,7 +205,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
                     "--distinct-id",
                     "tray",
                 ),
-                env={**tray_env.vars, "DISPLAY": desktop.display},
+                env={**tray_env.vars, "DISPLAY": desktop.display, "PYSTRAY_BACKEND": "xorg"},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

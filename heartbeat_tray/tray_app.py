@@ -308,6 +308,10 @@ class TrayApp:
         first_image = self.icons.states[icon_state(Health.HEALTHY)]
         if backend == "xorg":
             return self._run_xorg(first_image, title)
+        if backend in ("gtk", "appindicator"):
+            from gi.repository import GLib  # type: ignore[import-not-found,unused-ignore]
+
+            GLib.set_prgname("heartbeat-tray")  # the window class trays and docks show
         icon = pystray.Icon("heartbeat-tray", first_image, title)
         self.ui = PostingUiThread(poster_for(backend))
         icon.menu = to_pystray(self.menu_entries(), self.ui)
@@ -320,7 +324,13 @@ class TrayApp:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.ui.call(self.quit))
-        icon.run(setup=setup)
+        try:
+            icon.run(setup=setup)
+        except Exception:
+            if not self._quitting:
+                raise
+            # pystray's gtk backend raises while tearing down when no notification daemon runs
+            log.warning("The tray backend failed while quitting", exc_info=True)
         return EXIT_OK
 
     def _run_xorg(self, first_image: Any, title: str) -> int:

@@ -139,6 +139,9 @@ def app(tmp_path: Path) -> Iterator[App]:
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
         NO_AT_BRIDGE="1",
+        # pystray would pick appindicator/gtk when PyGObject is installed (as for the gtk
+        # test); the xorg backend, the one pip installs get, is the default under test.
+        PYSTRAY_BACKEND="xorg",
     )
     application = App(home, env)
     yield application

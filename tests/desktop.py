@@ -51,14 +51,18 @@ class Desktop:
         out = self.xdotool("search", "--classname", class_name)
         return [int(w) for w in out.split()]
 
-    def icon_window(self, timeout: float = 20.0) -> int:
+    def icon_window(self, backend: str = "xorg", timeout: float = 20.0) -> int:
+        """The icon's own window: pystray's xorg window, or GTK's status icon once docked."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            windows = self.find_windows(ICON_CLASS)
+            if backend == "xorg":
+                windows = self.find_windows(ICON_CLASS)
+            else:  # GTK names its windows after the program; only the status icon docks
+                windows = [w for w in self.find_windows("heartbeat-tray") if self.is_docked(w)]
             if windows:
                 return windows[0]
             time.sleep(0.05)
-        raise AssertionError("the tray icon window never appeared")
+        raise AssertionError(f"the {backend} tray icon window never appeared")
 
     def parent_of(self, window: int) -> tuple[int, int]:
         """(parent, root) of a window, from the X server itself."""

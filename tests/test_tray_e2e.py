@@ -294,3 +294,44 @@ def test_notify_false_keeps_quiet(
     assert notifications() == []
     proc.terminate()
     proc.wait(timeout=5)
+
+
+def test_the_gtk_backend_docks_toggles_and_quits(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    try:
+        import gi  # noqa: F401
+    except ImportError:
+        pytest.fail("PyGObject is not installed: run scripts/setup-tests")
+    proc = keyed_app.start(
+        "tray",
+        "--interval",
+        "1",
+        "--host",
+        server.url,
+        env={**desktop.env, "PYSTRAY_BACKEND": "gtk"},
+    )
+    window = desktop.icon_window(backend="gtk")
+    wait_title(desktop, window, "Last accepted")
+    desktop.screenshot("tray-gtk-healthy", window)
+    desktop.click(window, 1)  # GTK runs the default item, Enabled, on a left click
+    wait_title(desktop, window, "Disabled")
+    server.wait_for(lambda: False, timeout=0.5)
+    count = len(server.events)
+    assert not server.wait_for(lambda: len(server.events) > count, timeout=3.0)
+    desktop.click(window, 1)
+    server.wait_for_events(count + 2)
+    desktop.click(window, 3)
+    menu = wait_until(
+        lambda: [
+            w
+            for w in desktop.xdotool("search", "--onlyvisible", "--name", "").split()
+            if desktop.geometry(int(w))[3] > 150  # the popup menu: tall, unlike the tray
+        ],
+        what="the GTK menu",
+    )
+    assert menu
+    desktop.screenshot("tray-gtk-menu")
+    desktop.xdotool("key", "Escape")
+    proc.terminate()
+    assert proc.wait(timeout=5) == 0
