@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,25 +173,53 @@ def start_desktop() -> Desktop:
         number = pipe.readline().strip()
     assert number, "Xvfb did not start"
     display = f":{number}"
-    tray_host = subprocess.Popen(
-        [
-            trayer_bin,
-            *("--edge", "top", "--align", "left", "--widthtype", "pixel", "--width", "200"),
-            *("--heighttype", "pixel", "--height", "32", "--SetDockType", "true"),
-            *("--expand", "false", "--transparent", "true", "--alpha", "0"),
-        ],
-        env={**os.environ, "DISPLAY": display},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    desktop = Desktop(display, xvfb, _start_tray_host(trayer_bin, display))
+    for _attempt in range(3):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and desktop.tray_host.poll() is None:
+            if tray_owner(display):
+                return desktop
+            time.sleep(0.05)
+        # trayer died or never took the selection: say why, and give it another go
+        problem = _tray_host_output(desktop.tray_host, display)
+        desktop.tray_host = _start_tray_host(trayer_bin, display)
+    desktop.stop()
+    raise AssertionError(f"trayer never took the system tray selection: {problem!r}")
+
+
+def _start_tray_host(trayer_bin: str, display: str) -> subprocess.Popen[bytes]:
+    # its stderr goes to a file (a pipe could fill up and stall it), kept for a failure message
+    with _tray_host_log(display).open("wb") as log:
+        return subprocess.Popen(
+            [
+                trayer_bin,
+                *("--edge", "top", "--align", "left", "--widthtype", "pixel", "--width", "200"),
+                *("--heighttype", "pixel", "--height", "32", "--SetDockType", "true"),
+                *("--expand", "false", "--transparent", "true", "--alpha", "0"),
+            ],
+            # no accessibility bridge and no D-Bus autolaunch: nothing but the X display
+            env={
+                **os.environ,
+                "DISPLAY": display,
+                "NO_AT_BRIDGE": "1",
+                "DBUS_SESSION_BUS_ADDRESS": "disabled:",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+def _tray_host_log(display: str) -> Path:
+    return (
+        Path(tempfile.gettempdir()) / f"heartbeat-tray-tests-trayer{display.replace(':', '-')}.log"
     )
-    desktop = Desktop(display, xvfb, tray_host)
-    deadline = time.monotonic() + 20
-    while not tray_owner(display):
-        if time.monotonic() > deadline:
-            desktop.stop()
-            raise AssertionError("trayer never took the system tray selection")
-        time.sleep(0.05)
-    return desktop
+
+
+def _tray_host_output(proc: subprocess.Popen[bytes], display: str) -> str:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=5)
+    return f"exit {proc.returncode}: {_tray_host_log(display).read_text(errors='replace')[-500:]}"
 
 
 def menu_item_centres(menu: Image.Image, layout: list[int]) -> list[tuple[int, int]]:
