@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from heartbeat_tray.event import build_event  # noqa: E402
 from heartbeat_tray.outbox import Outbox  # noqa: E402
 from tests.capture_server import CaptureServer  # noqa: E402
+from tests.keyring_session import start_keyring_session  # noqa: E402
 
 OURS_KEY = "phc_benchmarkOursKey0123456789abcdefghijklmno"
 PEER = [sys.executable, str(ROOT / "benchmarks" / "sdk_peer.py")]
@@ -177,6 +178,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
     env = Env("idle")
     procs: dict[str, subprocess.Popen[Any]] = {}
     desktop = None
+    keyring = None
     tray_env = Env("tray")
     try:
         procs["ours"] = subprocess.Popen(
@@ -194,6 +196,18 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             from tests.desktop import start_desktop
 
             desktop = start_desktop()
+            # the tray as a user runs it: its key in a real Secret Service keyring
+            keyring = start_keyring_session(tray_env.vars)
+            tray_env.vars.pop("POSTHOG_PROJECT_API_KEY")
+            tray_env.vars.update(keyring.env)
+            subprocess.run(
+                ours("key", "set"),
+                input=OURS_KEY,
+                text=True,
+                env=tray_env.vars,
+                check=True,
+                capture_output=True,
+            )
             procs["tray"] = subprocess.Popen(
                 ours(
                     "tray",
@@ -229,6 +243,8 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             stop(proc)
         if desktop is not None:
             desktop.stop()
+        if keyring is not None:
+            keyring.stop()
         env.cleanup()
         tray_env.cleanup()
 
@@ -282,7 +298,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
     ]
     if with_tray:
         t = figures("tray")
-        tray = "tray idle (Xvfb+trayer)"
+        tray = "tray idle (Xvfb+trayer, key in gnome-keyring)"
         rows += [
             Row(tray, "CPU, window with one beat", t["cpu_pct"], None, "%"),
             Row(

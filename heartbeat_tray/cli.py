@@ -20,7 +20,15 @@ from heartbeat_tray import __version__
 from heartbeat_tray.app_state import AppState
 from heartbeat_tray.event import build_event
 from heartbeat_tray.instance_lock import InstanceLock
-from heartbeat_tray.keystore import ApiKey, InvalidKey, KeyringUnavailable, KeyStore, check_key_text
+from heartbeat_tray.keystore import (
+    KEY_PIPE_COMMAND,
+    ApiKey,
+    InvalidKey,
+    KeyringUnavailable,
+    KeyStore,
+    check_key_text,
+    write_key_to_pipe,
+)
 from heartbeat_tray.launch_at_login import LaunchAtLoginError, for_this_os, state_text
 from heartbeat_tray.log_setup import configure_logging, never_log
 from heartbeat_tray.outbox import Outbox
@@ -87,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("action", choices=["set", "clear"])
     autostart = commands.add_parser("autostart", help="launch at login")
     autostart.add_argument("action", choices=["on", "off", "status"])
+    commands.add_parser(KEY_PIPE_COMMAND)  # internal: the tray reads the keyring through it
     return parser
 
 
@@ -458,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "autostart":
             return cmd_autostart(args.action)
+        if command == KEY_PIPE_COMMAND:
+            return write_key_to_pipe(sys.stdout, sys.stderr)
         ctx = _load(args, paths)
         if command == "once":
             return cmd_once(ctx)

@@ -8,7 +8,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,11 @@ def _keyring_error_message(exc: Exception) -> str:
 class KeyStore:
     """Reads the key once, lazily, and keeps it in memory; writes go straight to the keyring."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, read_in_child: bool = False
+    ) -> None:
         self._environ = os.environ if environ is None else environ
+        self._read_in_child = read_in_child
         self._lock = threading.Lock()
         self._cached: ApiKey | None = None
         self._loaded = False
@@ -101,7 +104,7 @@ class KeyStore:
             return ApiKey(env_value, "environment")
         with self._lock:
             if not self._loaded:
-                value = self._read_keyring()
+                value = read_in_child_process() if self._read_in_child else self._read_keyring()
                 self._cached = ApiKey(value, "keyring") if value else None
                 self._loaded = True
             return self._cached
@@ -154,3 +157,55 @@ class KeyStore:
         except (KeyringError, RuntimeError) as exc:
             log.warning("Reading the key from the keyring failed", exc_info=True)
             raise KeyringUnavailable(_keyring_error_message(exc)) from None
+
+
+# A child process hands the key to its parent over a pipe: never argv, a file or a log line.
+KEY_PIPE_COMMAND = "_key-pipe"
+KEY_PIPE_NO_KEY = 4
+KEY_PIPE_UNAVAILABLE = 3
+
+
+def read_in_child_process(timeout: float = 120.0) -> str | None:
+    """Read the keyring in a child process of this app (a locked keyring may ask the user)."""
+    import subprocess
+
+    from heartbeat_tray.app_command import app_command
+
+    try:
+        child = subprocess.run(
+            app_command(KEY_PIPE_COMMAND),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise KeyringUnavailable(
+            f"the system keyring is not available: it did not answer within {timeout:.0f} s; "
+            f"set {ENV_VAR} or unlock the keyring."
+        ) from None
+    if child.returncode == 0:
+        return child.stdout.strip() or None
+    if child.returncode == KEY_PIPE_NO_KEY:
+        return None
+    message = child.stderr.strip().splitlines()[-1:] or ["the key reader failed"]
+    raise KeyringUnavailable(message[0])
+
+
+def write_key_to_pipe(stdout: TextIO | None, stderr: TextIO | None) -> int:
+    """The child's side: the key to a pipe (never to a terminal), or an exit code saying why."""
+    if stdout is None or stdout.isatty():
+        if stderr is not None:
+            print("This command is for Heartbeat Tray's own use.", file=stderr)
+        return 2
+    try:
+        key = KeyStore(environ={}).get()
+    except KeyringUnavailable as exc:
+        if stderr is not None:
+            print(str(exc), file=stderr)
+        return KEY_PIPE_UNAVAILABLE
+    if key is None:
+        return KEY_PIPE_NO_KEY
+    stdout.write(key.value)
+    stdout.flush()
+    return 0

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from heartbeat_tray.app_command import app_command
 from heartbeat_tray.atomic_file import write_atomically
 
 APP_ID = "heartbeat-tray"
@@ -33,9 +34,7 @@ class LaunchAtLogin(Protocol):
 
 def launch_command() -> list[str]:
     """What the entry runs: the frozen app itself, or this interpreter with the package."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "tray", "--autostart"]
-    return [sys.executable, "-m", "heartbeat_tray", "tray", "--autostart"]
+    return app_command("tray", "--autostart")
 
 
 # --- Linux and other XDG desktops ---

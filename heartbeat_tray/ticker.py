@@ -260,7 +260,11 @@ class Ticker:
                 self._setup_problem = None
             except KeyringUnavailable as exc:
                 self._key = None
-                self._setup_problem = f"Keyring unavailable — {exc}"
+                # short enough for a tooltip; the full sentence is in the log
+                self._setup_problem = (
+                    "Keyring unavailable — unlock it or set POSTHOG_PROJECT_API_KEY"
+                )
+                log.warning("No API key: %s", exc)
         return self._key
 
     def _make_beat(self, wall: datetime) -> str:

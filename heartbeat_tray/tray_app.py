@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from heartbeat_tray.app_command import app_command
 from heartbeat_tray.app_state import AppState, Health, Snapshot, notification_for
 from heartbeat_tray.icon_art import PULSE_FRAME_MS, IconSet, icon_set, icon_state
 from heartbeat_tray.instance_channel import ChannelServer, send_command
@@ -81,12 +82,6 @@ def open_path(path: str) -> None:
         subprocess.Popen(["xdg-open", path])
 
 
-def settings_command() -> list[str]:
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "settings"]
-    return [sys.executable, "-m", "heartbeat_tray", "settings"]
-
-
 class TrayApp:
     def __init__(
         self,
@@ -101,7 +96,9 @@ class TrayApp:
         self.settings = settings
         self.overrides = overrides
         self.autostart = autostart
-        self.keys = KeyStore()
+        # The keyring is read in a short-lived child process: loading its backends would add
+        # about 20 MiB to a process that runs all day, for one read at start-up.
+        self.keys = KeyStore(read_in_child=True)
         self.state = AppState(Snapshot(settings_problem=loaded.problem))
         self.outbox = Outbox(paths.outbox_file)
         self.client = PostHogClient()
@@ -197,7 +194,7 @@ class TrayApp:
         if self._dialog is not None and self._dialog.poll() is None:
             return  # already open
         try:
-            self._dialog = subprocess.Popen(settings_command())
+            self._dialog = subprocess.Popen(app_command("settings"))
         except OSError:
             log.exception("Could not open the settings dialog")
             open_path(str(self.paths.config_file))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import pytest
 
 from tests.capture_server import CaptureServer
 from tests.fakes import MemoryKeyring
+from tests.keyring_session import start_keyring_session
 
 KEY = "phc_e2eTestKey0123456789abcdefghijklmnopqrstuv"
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,46 +150,10 @@ def app(tmp_path: Path) -> Iterator[App]:
 @pytest.fixture
 def keyring_session(app: App) -> Iterator[dict[str, str]]:
     """A private D-Bus session with an unlocked gnome-keyring: the real Secret Service."""
-    for tool in ("dbus-daemon", "gnome-keyring-daemon", "secret-tool"):
-        assert shutil.which(tool), f"{tool} is needed (Debian: dbus gnome-keyring libsecret-tools)"
-    bus = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=app.env,
-    )
-    assert bus.stdout is not None
-    address = bus.stdout.readline().strip()
-    env = {**app.env, "DBUS_SESSION_BUS_ADDRESS": address}
-    daemon = subprocess.run(
-        ["gnome-keyring-daemon", "--unlock", "--components=secrets", "--daemonize"],
-        input="test-password",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-    )
-    assert daemon.returncode == 0, daemon.stderr
-    extra = {"DBUS_SESSION_BUS_ADDRESS": address}
-    for line in daemon.stdout.splitlines():
-        name, _, value = line.partition("=")
-        if name in ("GNOME_KEYRING_CONTROL", "SSH_AUTH_SOCK"):
-            extra[name] = value
-    app.env.update(extra)
-    yield extra
-    # the daemon forked away from us: find it by the bus it serves
-    for proc_dir in Path("/proc").iterdir():
-        try:
-            if not proc_dir.name.isdigit():
-                continue
-            if b"gnome-keyring" not in (proc_dir / "cmdline").read_bytes():
-                continue
-            if address.encode() in (proc_dir / "environ").read_bytes():
-                os.kill(int(proc_dir.name), signal.SIGTERM)
-        except OSError:
-            pass
-    bus.terminate()
-    bus.wait(timeout=10)
+    session = start_keyring_session(app.env)
+    app.env.update(session.env)
+    yield session.env
+    session.stop()
 
 
 def secret_tool_lookup(env: dict[str, str]) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
+from pathlib import Path
 
 import keyring
 import pytest
@@ -18,6 +20,8 @@ from heartbeat_tray.keystore import (
     KeyringUnavailable,
     KeyStore,
     check_key_text,
+    read_in_child_process,
+    write_key_to_pipe,
 )
 from heartbeat_tray.log_setup import RedactingFormatter, never_log
 from tests.fakes import MemoryKeyring
@@ -125,3 +129,29 @@ def test_log_lines_never_contain_the_key() -> None:
     line = formatter.format(record)
     assert KEY not in line and odd_key not in line
     assert "phc_cccc…" in line
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_key_pipe_writes_only_to_a_pipe(memory_keyring: MemoryKeyring) -> None:
+    memory_keyring.store[(SERVICE, USERNAME)] = KEY
+    pipe, errors = io.StringIO(), io.StringIO()
+    assert write_key_to_pipe(pipe, errors) == 0
+    assert pipe.getvalue() == KEY
+    terminal = FakeTerminal()
+    assert write_key_to_pipe(terminal, errors) == 2
+    assert terminal.getvalue() == ""  # never shown on a screen
+    memory_keyring.store.clear()
+    assert write_key_to_pipe(io.StringIO(), errors) == 4
+
+
+def test_reading_in_a_child_process_reports_keyring_failures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    with pytest.raises(KeyringUnavailable, match=r"^the system keyring is not available: no"):
+        read_in_child_process()

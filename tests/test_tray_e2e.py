@@ -335,3 +335,17 @@ def test_the_gtk_backend_docks_toggles_and_quits(
     desktop.xdotool("key", "Escape")
     proc.terminate()
     assert proc.wait(timeout=5) == 0
+
+
+def test_an_unavailable_keyring_shows_why_in_the_tray(
+    app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    # no session bus at all: keyring finds no Secret Service
+    proc, window = start_tray(app, desktop, server, "1", "--autostart")
+    title = wait_title(desktop, window, "Keyring unavailable")
+    assert title == "Heartbeat — Keyring unavailable — unlock it or set POSTHOG_PROJECT_API_KEY"
+    assert "no keyring service was found" in app.log_file.read_text()  # the details
+    assert colour_share(desktop.grab(window), BLUE) > 0.1  # the needs-setup icon
+    assert server.capture_requests() == []
+    proc.terminate()
+    assert proc.wait(timeout=5) == 0

@@ -1,0 +1,60 @@
+"""A private D-Bus session bus with an unlocked gnome-keyring: the real Secret Service."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class KeyringSession:
+    env: dict[str, str]  # DBUS_SESSION_BUS_ADDRESS and the daemon's variables, to add to an env
+    bus: subprocess.Popen[str]
+
+    def stop(self) -> None:
+        address = self.env["DBUS_SESSION_BUS_ADDRESS"].encode()
+        # the daemon forked away from us: find it by the bus it serves
+        for proc_dir in Path("/proc").iterdir():
+            try:
+                if not proc_dir.name.isdigit():
+                    continue
+                if b"gnome-keyring" not in (proc_dir / "cmdline").read_bytes():
+                    continue
+                if address in (proc_dir / "environ").read_bytes():
+                    os.kill(int(proc_dir.name), signal.SIGTERM)
+            except OSError:
+                pass
+        self.bus.terminate()
+        self.bus.wait(timeout=10)
+
+
+def start_keyring_session(base_env: dict[str, str]) -> KeyringSession:
+    for tool in ("dbus-daemon", "gnome-keyring-daemon", "secret-tool"):
+        assert shutil.which(tool), f"{tool} is needed (Debian: dbus gnome-keyring libsecret-tools)"
+    bus = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=base_env,
+    )
+    assert bus.stdout is not None
+    address = bus.stdout.readline().strip()
+    daemon = subprocess.run(
+        ["gnome-keyring-daemon", "--unlock", "--components=secrets", "--daemonize"],
+        input="test-password",
+        capture_output=True,
+        text=True,
+        env={**base_env, "DBUS_SESSION_BUS_ADDRESS": address},
+        timeout=30,
+    )
+    assert daemon.returncode == 0, daemon.stderr
+    extra = {"DBUS_SESSION_BUS_ADDRESS": address}
+    for line in daemon.stdout.splitlines():
+        name, _, value = line.partition("=")
+        if name in ("GNOME_KEYRING_CONTROL", "SSH_AUTH_SOCK"):
+            extra[name] = value
+    return KeyringSession(extra, bus)
