@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,10 +117,15 @@ class Outbox:
         ).fetchall()
         return [QueuedBeat(*row) for row in rows]
 
-    def remove(self, uuids: Iterable[str]) -> None:
+    def settle(self, uuids: Iterable[str], facts: Mapping[str, Any]) -> None:
+        """Remove delivered (or refused) beats and record facts, in one transaction."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM beats WHERE uuid = ?", [(u,) for u in uuids])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(key, json.dumps(value)) for key, value in facts.items()],
+            )
 
     def count(self) -> int:
         (n,) = self._db.execute("SELECT count(*) FROM beats").fetchone()

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from heartbeat_tray.app_state import AppState, Health
 from heartbeat_tray.backoff import retry_delay
@@ -20,7 +21,7 @@ from heartbeat_tray.clock import Clock, SystemClock
 from heartbeat_tray.event import build_event, iso_utc
 from heartbeat_tray.keystore import KeyringUnavailable
 from heartbeat_tray.outbox import MAX_AGE_SECONDS, MAX_BEATS, Outbox, QueuedBeat
-from heartbeat_tray.posthog_client import Delivery, PostHogClient, Verdict
+from heartbeat_tray.posthog_client import PostHogClient, Verdict
 from heartbeat_tray.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -307,8 +308,10 @@ class Ticker:
         now = self._clock.monotonic()
         wall = self._clock.wall()
         kind = "live beat" if live else f"{len(beats)} queued beat(s)"
+        done: list[str] = []  # beats to remove from the outbox
+        facts: dict[str, Any] = {}  # persistent counters, written in the same transaction
         if result.verdict is Verdict.ACCEPTED:
-            self._outbox.remove(beat.uuid for beat in beats)
+            done = [beat.uuid for beat in beats]
             if self._failures:
                 log.info("Delivery works again after %d failure(s)", self._failures)
             self._failures = 0
@@ -316,7 +319,7 @@ class Ticker:
             self._retry_at = now
             self._batch_limit = min(MAX_BATCH, self._batch_limit * 2)
             self._last_accepted = wall
-            self._count_sent(len(beats), wall)
+            facts["sent_today"] = self._count_sent(len(beats), wall)
             if live:
                 self._accepted_live += 1
             log.info("Accepted %s (%s)", kind, result.reason)
@@ -346,28 +349,25 @@ class Ticker:
                 self._batch_limit = max(1, len(beats) // 2)
                 log.warning("%s for %s; sending smaller batches", result.reason, kind)
             else:
-                self._outbox.remove(beat.uuid for beat in beats)
-                self._count_missed(1, f"PostHog refused the beat ({result.reason})")
-        self._record_outcome(result, wall, live)
+                done = [beat.uuid for beat in beats]
+                self._missed += 1
+                facts["missed"] = self._missed
+                log.warning("Dropped a beat: PostHog refused it (%s)", result.reason)
+        facts["last_outcome"] = {
+            "time": iso_utc(wall),
+            "verdict": result.verdict.value,
+            "reason": result.reason,
+            "live": live,
+            "last_accepted": iso_utc(self._last_accepted) if self._last_accepted else None,
+        }
+        self._outbox.settle(done, facts)  # one transaction, one fsync, per answer
 
-    def _count_sent(self, n: int, wall: datetime) -> None:
+    def _count_sent(self, n: int, wall: datetime) -> list[Any]:
         day = wall.astimezone().date().isoformat()
         if day != self._sent_day:
             self._sent_day, self._sent_today = day, 0
         self._sent_today += n
-        self._outbox.write_meta("sent_today", [self._sent_day, self._sent_today])
-
-    def _record_outcome(self, result: Delivery, wall: datetime, live: bool) -> None:
-        self._outbox.write_meta(
-            "last_outcome",
-            {
-                "time": iso_utc(wall),
-                "verdict": result.verdict.value,
-                "reason": result.reason,
-                "live": live,
-                "last_accepted": iso_utc(self._last_accepted) if self._last_accepted else None,
-            },
-        )
+        return [self._sent_day, self._sent_today]
 
     def _publish(self) -> None:
         if not self._key:
