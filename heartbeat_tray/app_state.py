@@ -59,19 +59,6 @@ class Snapshot:
         line = f"Sent today: {self.sent_today} · Queued: {self.queued}"
         return f"{line} · Missed: {self.missed}" if self.missed else line
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "health": self.health.value,
-            "enabled": self.enabled,
-            "status": self.status_line,
-            "last_accepted": self.last_accepted.isoformat() if self.last_accepted else None,
-            "consecutive_failures": self.consecutive_failures,
-            "last_failure": self.last_failure,
-            "sent_today": self.sent_today,
-            "queued": self.queued,
-            "missed": self.missed,
-        }
-
 
 def notification_for(before: Snapshot, after: Snapshot) -> tuple[str, str] | None:
     """A desktop notification only on a change of state, never per beat."""

@@ -20,7 +20,7 @@ from heartbeat_tray.atomic_file import write_atomically
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("settings", "reload", "status")
+COMMANDS = ("settings", "reload")
 
 
 def _channel_file(state_dir: Path) -> Path:

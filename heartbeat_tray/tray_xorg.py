@@ -95,10 +95,6 @@ class XorgIcon(_xorg.Icon):  # type: ignore[misc]
         setattr(data, "tostring", data.tobytes)  # noqa: B010 - python-xlib calls image.tostring()
         self._icon_data = data
 
-    @property
-    def docked(self) -> bool:
-        return bool(self._systray_manager)
-
 
 def _latin1(text: str) -> str:
     plain = text.replace("—", "-").replace("…", "...").replace("·", "|")
