@@ -430,7 +430,8 @@ def cmd_autostart(action: str) -> int:
 
 
 def cmd_tray(ctx: Context, args: argparse.Namespace) -> int:
-    from heartbeat_tray.tray_app import NoDisplay, run_tray
+    from heartbeat_tray.tray_app import run_tray
+    from heartbeat_tray.ui_thread import NoDisplay
 
     overrides = {
         "host": args.host,
@@ -448,7 +449,7 @@ def cmd_tray(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_settings(ctx: Context) -> int:
     from heartbeat_tray.settings_dialog import run_dialog
-    from heartbeat_tray.tray_app import NoDisplay
+    from heartbeat_tray.ui_thread import NoDisplay
 
     try:
         return run_dialog(ctx.paths)

@@ -28,7 +28,7 @@ from heartbeat_tray.settings_form import (
     form_from_settings,
     save_form,
 )
-from heartbeat_tray.ui_thread import TkUiThread
+from heartbeat_tray.ui_thread import NoDisplay, TkUiThread
 
 log = logging.getLogger(__name__)
 
@@ -318,9 +318,7 @@ class SettingsDialog:
 
 
 def run_dialog(paths: AppPaths) -> int:
-    """Show the dialog; 0 when saved, 1 when cancelled, 2 when there is no display."""
-    from heartbeat_tray.tray_app import NoDisplay
-
+    """Show the dialog; 0 when saved, 1 when cancelled. Raises NoDisplay without a display."""
     try:
         root = tkinter.Tk(className="heartbeat-tray-settings")
     except tkinter.TclError as exc:
@@ -339,7 +337,3 @@ def run_dialog(paths: AppPaths) -> int:
     root.mainloop()
     dialog.ui.close()
     return dialog.result
-
-
-if __name__ == "__main__":
-    sys.exit(run_dialog(AppPaths.for_user()))

@@ -32,16 +32,18 @@ from heartbeat_tray.settings import LoadedSettings, Settings, installation_id, l
 from heartbeat_tray.settings import save_settings as write_settings
 from heartbeat_tray.ticker import Ticker, TickerConfig
 from heartbeat_tray.tray_menu import SEPARATOR, Entries, MenuEntry, TkPopup, to_pystray
-from heartbeat_tray.ui_thread import PostingUiThread, SelectUiThread, UiThread, poster_for
+from heartbeat_tray.ui_thread import (
+    NoDisplay,
+    PostingUiThread,
+    SelectUiThread,
+    UiThread,
+    poster_for,
+)
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_NO_DISPLAY = 2
-
-
-class NoDisplay(Exception):
-    """There is no graphical session to put an icon in; ``str()`` is the sentence to show."""
 
 
 def _no_display(reason: str) -> NoDisplay:
