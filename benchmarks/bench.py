@@ -33,10 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from heartbeat_tray.event import build_event  # noqa: E402
-from heartbeat_tray.outbox import Outbox  # noqa: E402
-from tests.capture_server import CaptureServer  # noqa: E402
-from tests.keyring_session import start_keyring_session  # noqa: E402
+from heartbeat_tray.core.event import build_event  # noqa: E402
+from heartbeat_tray.core.outbox import Outbox  # noqa: E402
+from testkit.keyring_session import start_keyring_session  # noqa: E402
+from testkit.posthog_server import CaptureServer  # noqa: E402
+from testkit.waiting import poll  # noqa: E402
 
 OURS_KEY = "phc_benchmarkOursKey0123456789abcdefghijklmno"
 PEER = [sys.executable, str(ROOT / "benchmarks" / "sdk_peer.py")]
@@ -141,12 +142,7 @@ def sample(pid: int) -> Sample:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return bool(poll(predicate, timeout, every=0.01))
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
@@ -193,7 +189,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             stderr=subprocess.DEVNULL,
         )
         if with_tray:
-            from tests.desktop import start_desktop
+            from testkit.desktop import start_desktop
 
             desktop = start_desktop()
             # the tray as a user runs it: its key in a real Secret Service keyring

@@ -15,11 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from heartbeat_tray.app_state import AppState  # noqa: E402
-from heartbeat_tray.outbox import Outbox  # noqa: E402
-from heartbeat_tray.posthog_client import PostHogClient  # noqa: E402
-from heartbeat_tray.settings import Settings  # noqa: E402
-from heartbeat_tray.ticker import Ticker, TickerConfig  # noqa: E402
+from heartbeat_tray.core.app_state import AppState  # noqa: E402
+from heartbeat_tray.core.outbox import Outbox  # noqa: E402
+from heartbeat_tray.core.settings import Settings  # noqa: E402
+from heartbeat_tray.core.ticker import Ticker, TickerConfig  # noqa: E402
+from heartbeat_tray.posthog.capture import PostHogClient  # noqa: E402
 
 KEY = "phc_benchmarkOursKey0123456789abcdefghijklmno"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from heartbeat_tray.icon_art import PULSE_FRAMES, IconState, render  # noqa: E402
+from heartbeat_tray.tray.icon_art import PULSE_FRAMES, IconState, render  # noqa: E402
 
 SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)

@@ -6,16 +6,18 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.capture_server import CaptureServer
+from testkit.keyring_session import start_keyring_session
+from testkit.posthog_server import CaptureServer
+from testkit.waiting import wait_until
 from tests.fakes import MemoryKeyring
-from tests.keyring_session import start_keyring_session
+
+__all__ = ["wait_until"]
 
 KEY = "phc_e2eTestKey0123456789abcdefghijklmnopqrstuv"
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,18 +40,6 @@ def server() -> Iterator[CaptureServer]:
     srv = CaptureServer(valid_keys={KEY}).start()
     yield srv
     srv.stop()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    """Poll a cheap condition on another process's files; fails loudly instead of hanging."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 class App:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from heartbeat_tray import __version__
-from tests.capture_server import CaptureServer
+from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, secret_tool_lookup
 
 WRONG_KEY = "phc_wrongKey0123456789abcdefghijklmnopqrstuv"
@@ -220,7 +220,7 @@ def test_autostart_on_status_off(app: App) -> None:
 
 
 def test_settings_file_written_by_the_app_is_private(app: App) -> None:
-    from heartbeat_tray.settings import Settings, save_settings
+    from heartbeat_tray.core.settings import Settings, save_settings
 
     save_settings(app.config_file, Settings())
     assert stat.S_IMODE(os.stat(app.config_file).st_mode) == 0o600

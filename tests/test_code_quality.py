@@ -14,8 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "heartbeat_tray", "tests", "benchmarks", "scripts"],
-        ["ruff", "format", "--check", "heartbeat_tray", "tests", "benchmarks", "scripts"],
+        ["ruff", "check", "heartbeat_tray", "tests", "testkit", "benchmarks", "scripts"],
+        [
+            "ruff",
+            "format",
+            "--check",
+            "heartbeat_tray",
+            "tests",
+            "testkit",
+            "benchmarks",
+            "scripts",
+        ],
         ["mypy", "heartbeat_tray"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

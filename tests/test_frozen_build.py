@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from heartbeat_tray import __version__
-from tests.capture_server import CaptureServer
+from testkit.desktop import Desktop, start_desktop
+from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, ROOT, App, secret_tool_lookup, wait_until
-from tests.desktop import Desktop, start_desktop
 
 REPORT = ROOT / "test-artifacts" / "frozen-build.json"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops
 
-from heartbeat_tray.icon_art import PULSE_FRAMES, IconState, icon_set, render
+from heartbeat_tray.tray.icon_art import PULSE_FRAMES, IconState, icon_set, render
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import io
+import contextlib
+import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keyring
@@ -12,18 +16,10 @@ from keyring.backend import KeyringBackend
 from keyring.backends.fail import Keyring as NoKeyring
 from keyring.errors import InitError, KeyringLocked
 
-from heartbeat_tray.keystore import (
-    ENV_VAR,
-    SERVICE,
-    USERNAME,
-    InvalidKey,
-    KeyringUnavailable,
-    KeyStore,
-    check_key_text,
-    read_in_child_process,
-    write_key_to_pipe,
-)
-from heartbeat_tray.log_setup import RedactingFormatter, never_log
+from heartbeat_tray.core.api_key import ENV_VAR, InvalidKey, KeyringUnavailable, check_key_text
+from heartbeat_tray.system.key_handover import KEY_FD_VAR, PARENT_VAR, read_in_child_process
+from heartbeat_tray.system.keystore import SERVICE, USERNAME, KeyStore
+from heartbeat_tray.system.log_setup import RedactingFormatter, never_log
 from tests.fakes import MemoryKeyring
 
 KEY = "phc_" + "c" * 43
@@ -131,21 +127,57 @@ def test_log_lines_never_contain_the_key() -> None:
     assert "phc_cccc…" in line
 
 
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_key_pipe_writes_only_to_a_pipe(memory_keyring: MemoryKeyring) -> None:
-    memory_keyring.store[(SERVICE, USERNAME)] = KEY
-    pipe, errors = io.StringIO(), io.StringIO()
-    assert write_key_to_pipe(pipe, errors) == 0
-    assert pipe.getvalue() == KEY
-    terminal = FakeTerminal()
-    assert write_key_to_pipe(terminal, errors) == 2
-    assert terminal.getvalue() == ""  # never shown on a screen
-    memory_keyring.store.clear()
-    assert write_key_to_pipe(io.StringIO(), errors) == 4
+@pytest.fixture
+def file_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A keyring a child process can read too."""
+    store = tmp_path / "keyring.json"
+    store.write_text(json.dumps({f"{SERVICE}/{USERNAME}": KEY}))
+    monkeypatch.setenv("TEST_KEYRING_FILE", str(store))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.file_keyring.FileKeyring")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    return store
+
+
+def test_the_key_reaches_the_parent_through_its_own_pipe(file_keyring: Path) -> None:
+    assert read_in_child_process() == KEY
+    file_keyring.write_text("{}")
+    assert read_in_child_process() is None
+
+
+def test_the_hand_over_prints_the_key_to_no_pipe_and_no_terminal(file_keyring: Path) -> None:
+    command = [sys.executable, "-m", "heartbeat_tray", "_key-pipe"]
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert piped.returncode == 2 and KEY not in piped.stdout + piped.stderr
+    # Even told to use a pipe, it refuses one that its parent did not make for it.
+    read_fd, write_fd = os.pipe()
+    try:
+        forged = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            pass_fds=(write_fd,),
+            env={**os.environ, KEY_FD_VAR: str(write_fd), PARENT_VAR: "1"},
+        )
+        os.close(write_fd)
+        with os.fdopen(read_fd) as pipe:
+            leaked = pipe.read()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(write_fd)
+    assert forged.returncode == 2 and leaked == "" and KEY not in forged.stdout
+
+
+def test_an_internal_command_is_not_offered_in_help_or_errors() -> None:
+    command = [sys.executable, "-m", "heartbeat_tray"]
+    wrong = subprocess.run([*command, "frobnicate"], capture_output=True, text=True, timeout=30)
+    helped = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=30)
+    assert wrong.returncode == 2 and "frobnicate" in wrong.stderr
+    assert "_key-pipe" not in wrong.stderr + helped.stdout
 
 
 def test_reading_in_a_child_process_reports_keyring_failures(

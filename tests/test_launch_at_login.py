@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from heartbeat_tray import __version__
-from heartbeat_tray.launch_at_login import (
+from heartbeat_tray.system.launch_at_login import (
     APPROVED_KEY,
     RUN_KEY,
     WINDOWS_VALUE_NAME,

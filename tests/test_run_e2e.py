@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from tests.capture_server import CaptureServer
+from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, wait_until
 
 ENV = {"POSTHOG_PROJECT_API_KEY": KEY}

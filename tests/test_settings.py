@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat_tray.settings import (
+from heartbeat_tray.core.settings import (
     EU_HOST,
     US_HOST,
+    Overrides,
     Settings,
     SettingsError,
     installation_id,
+    keep_backup,
     load_settings,
     save_settings,
     validate_host,
@@ -46,51 +48,126 @@ def test_a_valid_file_is_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "sentence"),
     [
-        ("interval_seconds = 0", "Interval must be a whole number of seconds between 1 and 86400."),
-        ('interval_seconds = "soon"', "Interval must be a whole number"),
-        ('host = "http://posthog.example.com"', "http:// is only for localhost"),
+        (
+            'host = "https://eu.i.posthog.com"\ninterval_seconds = 0',
+            "config.toml line 2: Interval must be a whole number of seconds between 1 and 86400",
+        ),
+        ('interval_seconds = "soon"', "config.toml line 1: Interval must be a whole number"),
+        ('host = "http://posthog.example.com"', "(http:// is only for localhost)"),
         ('event = ""', "Event name must not be empty"),
-        ("enabled = 3", "enabled must be true or false."),
-        ("[properties]\nsequence = 5", "'sequence' is set by Heartbeat Tray itself"),
-        ("this is not toml", "not valid TOML"),
+        ("enabled = 3", "enabled must be true or false"),
+        ("[properties]\nsequence = 5", "config.toml line 1: Extra property 'sequence' is set by"),
+        (
+            'host = "https://eu.i.posthog.com"\nevent = "heartbeat',
+            "config.toml line 2: unterminated string",
+        ),
+        ("this is not toml", "config.toml line 1: "),
     ],
 )
-def test_an_invalid_file_is_moved_aside_and_defaults_are_used(
+def test_a_broken_file_is_a_problem_naming_the_line_and_is_never_moved_or_defaulted(
     tmp_path: Path, content: str, sentence: str
 ) -> None:
     path = tmp_path / "config.toml"
     path.write_text(content)
-    loaded = load_settings(path, now=NOW)
-    assert loaded.settings == Settings()
-    assert loaded.problem is not None and sentence in loaded.problem
-    aside = tmp_path / "config.toml.bad-20261126T093000Z"
-    assert loaded.moved_to == aside
-    assert aside.read_text() == content  # nothing lost
-    assert not path.exists()
-    assert str(aside) in loaded.problem
-
-
-def test_a_second_bad_file_in_the_same_second_does_not_overwrite_the_first(tmp_path: Path) -> None:
-    path = tmp_path / "config.toml"
-    path.write_text("bad one")
-    load_settings(path, now=NOW)
-    path.write_text("bad two")
-    second = load_settings(path, now=NOW)
-    assert second.moved_to is not None and second.moved_to.read_text() == "bad two"
-    assert (tmp_path / "config.toml.bad-20261126T093000Z").read_text() == "bad one"
-
-
-def test_unknown_keys_are_kept_on_save_and_warned_about(tmp_path: Path) -> None:
-    path = tmp_path / "config.toml"
-    path.write_text('future_option = "x"\ninterval_seconds = 90\n')
     loaded = load_settings(path)
+    assert not loaded.usable
+    assert loaded.problem is not None and sentence in loaded.problem
+    assert loaded.problem.endswith("— fix it in config.toml or open Settings.")
+    assert path.read_text() == content  # reading never renames or rewrites it
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_a_broken_file_still_shows_every_value_it_could_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        'host = "https://eu.i.posthog.com"\nevent = "heartbeat\ninterval_seconds = 30\n'
+    )
+    loaded = load_settings(path)
+    assert loaded.problem is not None
+    assert loaded.settings.host == EU_HOST and loaded.settings.interval_seconds == 30
+    path.write_text('host = "https://eu.i.posthog.com"\ninterval_seconds = 0\n')
+    assert load_settings(path).settings.host == EU_HOST
+
+
+@pytest.mark.parametrize(
+    ("properties", "sentence"),
+    [
+        ("when = 1979-05-27T07:32:00Z", "'when' is a date or time"),
+        ("when = [1979-05-27T07:32:00Z]", "'when' is a date or time"),
+        ("deep = {a = {b = 07:32:00}}", "'deep' is a date or time"),
+        ("x = nan", "'x' must be a finite number"),
+        ("x = -inf", "'x' must be a finite number"),
+        ('"$set" = {email = "a@b"}', "'$set' has a meaning to PostHog"),
+        ('"$ip" = "1.2.3.4"', "'$ip' has a meaning to PostHog"),
+        ('token = "t"', "'token' has a meaning to PostHog"),
+        ('distinct_id = "d"', "'distinct_id' has a meaning to PostHog"),
+        ('uuid = "u"', "'uuid' has a meaning to PostHog"),
+        (f'big = "{"x" * 9000}"', "keep them under 8 KB"),
+    ],
+)
+def test_property_values_are_what_json_carries_and_names_are_not_posthogs(
+    tmp_path: Path, properties: str, sentence: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[properties]\n{properties}\n")
+    loaded = load_settings(path)
+    assert loaded.problem is not None and sentence in loaded.problem
+
+
+def test_nested_json_values_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[properties]\nteam = "infra"\nlevels = [1, 2.5, true]\nmeta = {a = "b"}\n')
+    loaded = load_settings(path)
+    assert loaded.usable
+    assert loaded.settings.properties == {
+        "team": "infra",
+        "levels": [1, 2.5, True],
+        "meta": {"a": "b"},
+    }
+
+
+def test_a_fifo_or_a_link_to_a_device_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    loaded = load_settings(fifo)
+    assert loaded.problem is not None and "is not a regular file" in loaded.problem
+    fifo.unlink()
+    fifo.symlink_to("/dev/zero")  # reading it would never end
+    loaded = load_settings(fifo)
+    assert loaded.problem is not None and "is not a regular file" in loaded.problem
+
+
+def test_a_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    with open(path, "wb") as handle:
+        handle.truncate(50 * 1024 * 1024)
+    loaded = load_settings(path)
+    assert loaded.problem is not None and "far too large" in loaded.problem
+
+
+def test_unknown_keys_are_kept_on_save_and_warned_about_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('future_option = "x"\nintervall_seconds = 5\ninterval_seconds = 90\n')
+    loaded = load_settings(path)
+    assert loaded.usable
     assert loaded.warnings == (
-        "Unknown setting 'future_option' in the settings file is kept but not used.",
+        "unknown setting 'future_option' — it is kept but not used.",
+        "unknown setting 'intervall_seconds' — did you mean 'interval_seconds'?",
     )
     save_settings(path, loaded.settings)
     again = load_settings(path).settings
-    assert again.unknown == {"future_option": "x"}
+    assert again.unknown == {"future_option": "x", "intervall_seconds": 5}
     assert again.interval_seconds == 90
+
+
+def test_a_broken_file_is_kept_as_a_backup_before_a_save_replaces_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("broken = [")
+    first = keep_backup(path, NOW)
+    second = keep_backup(path, NOW)
+    assert first == tmp_path / "config.toml.bak-20261126T093000Z"
+    assert second is not None and second != first  # the same second never overwrites one
+    assert first.read_text() == second.read_text() == "broken = ["
 
 
 def test_save_is_atomic_and_private(tmp_path: Path) -> None:
@@ -103,10 +180,10 @@ def test_save_is_atomic_and_private(tmp_path: Path) -> None:
 
 
 def test_overrides_are_validated_with_the_same_sentences() -> None:
-    s = Settings().with_overrides(interval_seconds="5", host=None)
+    s = Settings().with_overrides(Overrides.parse(interval_seconds="5", host=None))
     assert s.interval_seconds == 5
     with pytest.raises(SettingsError, match="between 1 and 86400"):
-        Settings().with_overrides(interval_seconds="90000")
+        Overrides.parse(interval_seconds="90000")
 
 
 @pytest.mark.parametrize(
@@ -123,10 +200,22 @@ def test_hosts_are_normalised(given: str, expected: str) -> None:
     assert validate_host(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "us.i.posthog.com", "ftp://x", "https://", "https://h:99999"])
-def test_bad_hosts_are_refused(bad: str) -> None:
-    with pytest.raises(SettingsError):
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "us.i.posthog.com",
+        "ftp://x",
+        "https://",
+        "https://h:99999",
+        "https://[::1",
+        "http://[::1",
+    ],
+)
+def test_bad_hosts_are_refused_with_a_sentence(bad: str) -> None:
+    with pytest.raises(SettingsError) as refused:
         validate_host(bad)
+    assert str(refused.value).endswith(".") and "Host" in str(refused.value)
 
 
 @pytest.mark.parametrize("bad", [True, 1.5, -1, 86_401, "1e3", None])

@@ -9,10 +9,10 @@ from datetime import datetime
 
 import pytest
 
-from heartbeat_tray.settings import load_settings
-from tests.capture_server import CaptureServer
+from heartbeat_tray.core.settings import load_settings
+from testkit.desktop import Desktop, start_desktop
+from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, secret_tool_lookup, wait_until
-from tests.desktop import Desktop, start_desktop
 
 DIALOG_CLASS = "heartbeat-tray-settings"
 # Tab stops after the key field: Show, Event, Distinct id, Interval, Properties, Backfill,

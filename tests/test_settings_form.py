@@ -7,10 +7,8 @@ from pathlib import Path
 import keyring
 import pytest
 
-from heartbeat_tray.keystore import SERVICE, USERNAME, KeyStore
-from heartbeat_tray.launch_at_login import LaunchAtLoginError
-from heartbeat_tray.settings import EU_HOST, Settings, load_settings
-from heartbeat_tray.settings_form import (
+from heartbeat_tray.core.settings import EU_HOST, Settings, load_settings
+from heartbeat_tray.dialog.form import (
     FormValues,
     SaveFailed,
     check_form,
@@ -19,6 +17,8 @@ from heartbeat_tray.settings_form import (
     parse_properties,
     save_form,
 )
+from heartbeat_tray.system.keystore import SERVICE, USERNAME, KeyStore
+from heartbeat_tray.system.launch_at_login import LaunchAtLoginError
 from tests.fakes import MemoryKeyring
 
 KEY = "phc_" + "f" * 43

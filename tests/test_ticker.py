@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from heartbeat_tray.app_state import AppState, Health
-from heartbeat_tray.outbox import Outbox
-from heartbeat_tray.posthog_client import PostHogClient
-from heartbeat_tray.settings import Settings
-from heartbeat_tray.ticker import MAX_BATCH, Ticker, TickerConfig
+from heartbeat_tray.core.app_state import AppState, Health
+from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.settings import Settings
+from heartbeat_tray.core.ticker import MAX_BATCH, Ticker, TickerConfig
+from heartbeat_tray.posthog.capture import PostHogClient
 from tests.fakes import FakeClock, FakePostHog
 
 KEY = "phc_" + "a" * 43

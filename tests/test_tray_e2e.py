@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from heartbeat_tray.icon_art import AMBER, BLUE, GREY, RED
-from tests.capture_server import CaptureServer
+from heartbeat_tray.tray.icon_art import AMBER, BLUE, GREY, RED
+from testkit.desktop import Desktop, menu_item_centres, start_desktop
+from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, wait_until
-from tests.desktop import Desktop, menu_item_centres, start_desktop
 
 MENU_LAYOUT = [3, 5, 1]  # Enabled, status, counters | Send, Settings, Login, PostHog, Log | Quit
 SEND_NOW, QUIT = 3, 8

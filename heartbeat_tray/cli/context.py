@@ -1,0 +1,98 @@
+"""What every command shares: exit codes, the one-sentence error, loading settings and the key."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+
+from heartbeat_tray.core.api_key import ApiKey, InvalidKey, KeyringUnavailable, check_key_text
+from heartbeat_tray.core.settings import (
+    LoadedSettings,
+    Overrides,
+    Settings,
+    SettingsError,
+    installation_id,
+    load_settings,
+)
+from heartbeat_tray.system.keystore import KeyStore
+from heartbeat_tray.system.log_setup import FILE_ONLY, never_log
+from heartbeat_tray.system.paths import AppPaths
+
+log = logging.getLogger("heartbeat_tray")
+
+EXIT_OK = 0
+EXIT_NOT_ACCEPTED = 1
+EXIT_CONFIG = 2
+
+
+class UserError(Exception):
+    """Stops the command with one sentence on stderr and an exit code."""
+
+    def __init__(self, sentence: str, code: int = EXIT_CONFIG) -> None:
+        super().__init__(sentence)
+        self.code = code
+
+
+def say(sentence: str) -> None:
+    """One sentence for the person at the terminal (a windowed build has no stderr)."""
+    log.info("%s", sentence, extra=FILE_ONLY)
+    if sys.stderr is not None:
+        print(sentence, file=sys.stderr)
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    paths: AppPaths
+    loaded: LoadedSettings
+    overrides: Overrides
+    keys: KeyStore
+
+    @property
+    def settings(self) -> Settings:
+        """The file's settings with this run's overrides on top."""
+        return self.loaded.settings.with_overrides(self.overrides)
+
+    def distinct_id(self) -> str:
+        return self.settings.distinct_id or installation_id(self.paths.installation_id_file)
+
+    def usable_settings(self) -> Settings:
+        """The settings to send with; a broken file stops the command (nothing is sent)."""
+        if self.loaded.problem:
+            raise UserError(self.loaded.problem)
+        return self.settings
+
+    def require_key(self) -> ApiKey:
+        try:
+            key = self.keys.get()
+        except KeyringUnavailable as exc:
+            raise UserError(f"Cannot read the API key: {exc}") from None
+        if key is None:
+            raise UserError(
+                "No project API key is set; run 'heartbeat-tray key set' (or set "
+                "POSTHOG_PROJECT_API_KEY) with the phc_… key from your PostHog project settings."
+            )
+        never_log(key.value)
+        try:
+            _, warning = check_key_text(key.value)
+        except InvalidKey as exc:
+            raise UserError(str(exc)) from None
+        if warning:
+            log.warning("%s", warning)
+        return key
+
+
+def load_context(args: argparse.Namespace, paths: AppPaths, *, key_in_child: bool) -> Context:
+    try:
+        overrides = Overrides.parse(
+            host=getattr(args, "host", None),
+            interval_seconds=getattr(args, "interval", None),
+            event=getattr(args, "event", None),
+            distinct_id=getattr(args, "distinct_id", None),
+        )
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+    loaded = load_settings(paths.config_file)
+    return Context(args, paths, loaded, overrides, KeyStore(read_in_child=key_in_child))

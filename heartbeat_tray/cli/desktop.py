@@ -1,0 +1,25 @@
+"""``tray`` and ``settings``: the desktop front ends, imported only when asked for."""
+
+from __future__ import annotations
+
+from heartbeat_tray.cli.context import Context, UserError
+
+
+def cmd_tray(ctx: Context) -> int:
+    from heartbeat_tray.tray.app import run_tray
+    from heartbeat_tray.tray.ui_thread import NoDisplay
+
+    try:
+        return run_tray(ctx.paths, ctx.loaded, ctx.overrides, autostart=ctx.args.autostart)
+    except NoDisplay as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_settings(ctx: Context) -> int:
+    from heartbeat_tray.dialog.view import run_dialog
+    from heartbeat_tray.tray.ui_thread import NoDisplay
+
+    try:
+        return run_dialog(ctx.paths)
+    except NoDisplay as exc:
+        raise UserError(str(exc)) from None

@@ -1,0 +1,79 @@
+"""The command line's shape (spec §3): each command names the function that runs it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from heartbeat_tray import __version__
+from heartbeat_tray.cli import autostart, desktop, keys, run, send, status
+from heartbeat_tray.cli.context import EXIT_CONFIG
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"heartbeat-tray: {message}; see heartbeat-tray --help.\n")
+
+
+def _add_overrides(parser: argparse.ArgumentParser, *names: str) -> None:
+    group = parser.add_argument_group("overrides for this run only (never saved)")
+    helps = {
+        "host": ("--host", "URL", "PostHog host, e.g. https://eu.i.posthog.com"),
+        "interval": ("--interval", "SECONDS", "seconds between beats (1..86400)"),
+        "event": ("--event", "NAME", "event name"),
+        "distinct_id": ("--distinct-id", "ID", "distinct id of the events"),
+    }
+    for name in names:
+        flag, metavar, text = helps[name]
+        group.add_argument(flag, metavar=metavar, help=text)
+
+
+ALL_OVERRIDES = ("host", "interval", "event", "distinct_id")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="heartbeat-tray",
+        description="Keeps one synthetic heartbeat event per interval flowing into PostHog.",
+    )
+    parser.add_argument("--version", action="version", version=f"heartbeat-tray {__version__}")
+    parser.set_defaults(handler=desktop.cmd_tray, command="tray", autostart=False)
+    commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, handler: object, text: str, **kwargs: object) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text, **kwargs)  # type: ignore[arg-type]
+        sub.set_defaults(handler=handler, command=name)
+        return sub
+
+    tray = command("tray", desktop.cmd_tray, "the tray app (the default)")
+    tray.add_argument("--autostart", action="store_true", help="start quietly, as at login")
+    _add_overrides(tray, *ALL_OVERRIDES)
+    _add_overrides(
+        command("run", run.cmd_run, "headless: the heartbeat without a tray"), *ALL_OVERRIDES
+    )
+    _add_overrides(
+        command("once", send.cmd_once, "send one heartbeat now and print the outcome"),
+        *ALL_OVERRIDES,
+    )
+    _add_overrides(
+        command("check", send.cmd_check, "check host and key without sending an event"),
+        "host",
+        "distinct_id",
+    )
+    command("settings", desktop.cmd_settings, "open the settings dialog")
+    status_cmd = command("status", status.cmd_status, "show settings, key, outbox and last outcome")
+    status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    key = command(
+        "key",
+        keys.cmd_key,
+        "store or remove the project API key: 'key set' reads it from standard input "
+        "(hidden when typed), 'key clear' removes it",
+    )
+    key.add_argument(
+        "action",
+        choices=["set", "clear"],
+        help="set: read the key from stdin and store it in the OS keyring; clear: remove it",
+    )
+    auto = command("autostart", autostart.cmd_autostart, "launch at login")
+    auto.add_argument("action", choices=["on", "off", "status"])
+    return parser

@@ -1,0 +1,70 @@
+"""``once`` and ``check``: one request now, one line of answer, an exit code for scripts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from heartbeat_tray.cli.context import EXIT_NOT_ACCEPTED, EXIT_OK, Context
+from heartbeat_tray.core.event import BeatTemplate
+from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.posthog.capture import PostHogClient
+from heartbeat_tray.posthog.flags import KeyCheckVerdict
+from heartbeat_tray.posthog.responses import Verdict
+
+ONE_SHOT_DEADLINE = 10.0  # seconds for the whole exchange
+
+
+def cmd_once(ctx: Context) -> int:
+    settings = ctx.usable_settings()
+    key = ctx.require_key()
+    outbox = Outbox(ctx.paths.outbox_file)
+    try:
+        sequence = outbox.next_sequence()  # the sequence goes on; a failed beat is not queued
+    finally:
+        outbox.close()
+    template = BeatTemplate(
+        settings.event, ctx.distinct_id(), settings.interval_seconds, settings.properties
+    )
+    event = template.build(uuid=str(uuid.uuid4()), timestamp=datetime.now(UTC), sequence=sequence)
+    client = PostHogClient()
+    try:
+        result = client.send_batch(settings.host, key.value, [event], timeout=ONE_SHOT_DEADLINE)
+    finally:
+        client.close()
+    if result.verdict is Verdict.ACCEPTED:
+        print(f"Accepted: {settings.event!r} sent to {settings.host} ({result.reason}).")
+        return EXIT_OK
+    hint = {
+        Verdict.REJECTED_KEY: " PostHog rejected the API key; check it with "
+        "'heartbeat-tray check' and store the right one with 'heartbeat-tray key set'.",
+        Verdict.WRONG_HOST: " That is not a PostHog ingest address; check the host "
+        "(e.g. https://eu.i.posthog.com, or your instance's base URL).",
+        Verdict.TRANSIENT: " Check the host and your network, or try again later; "
+        "'heartbeat-tray run' keeps and retries beats.",
+    }.get(result.verdict, "")
+    print(f"Not accepted: {_reason_at(result.reason, result.status, settings.host)}.{hint}")
+    return EXIT_NOT_ACCEPTED
+
+
+def cmd_check(ctx: Context) -> int:
+    settings = ctx.usable_settings()
+    key = ctx.require_key()
+    client = PostHogClient()
+    try:
+        result = client.check_key(settings.host, key.value, ctx.distinct_id(), ONE_SHOT_DEADLINE)
+    finally:
+        client.close()
+    print(result.message)
+    return EXIT_OK if result.verdict is KeyCheckVerdict.VALID else EXIT_NOT_ACCEPTED
+
+
+def _reason_at(reason: str, status: int | None, host: str) -> str:
+    """'503 Service Unavailable from X', 'connection refused by X', 'timed out … waiting for X'."""
+    if status is not None:
+        return f"{reason} from {host}"
+    if reason == "connection refused":
+        return f"connection refused by {host}"
+    if reason.startswith("timed out"):
+        return f"{reason} waiting for {host}"
+    return f"{reason} ({host})"

@@ -1,0 +1,133 @@
+"""``status``: what the app is doing, from the running process when one runs, else the file.
+
+It only reads: it takes no lock, creates nothing and moves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from heartbeat_tray import __version__
+from heartbeat_tray.cli.context import EXIT_OK, Context
+from heartbeat_tray.core.api_key import KeyringUnavailable
+from heartbeat_tray.core.event import iso_utc
+from heartbeat_tray.core.outbox import read_only_view
+from heartbeat_tray.core.stats import stats_from_meta
+from heartbeat_tray.system.instance_lock import running_pid
+from heartbeat_tray.system.launch_at_login import for_this_os, state_text
+
+
+def _running(ctx: Context) -> tuple[int | None, dict[str, Any] | None]:
+    pid = running_pid(ctx.paths.lock_file)
+    if pid is None:
+        return None, None
+    try:
+        info = json.loads(ctx.paths.running_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return pid, None
+    return pid, info if info.get("pid") == pid else None
+
+
+def build_report(ctx: Context) -> dict[str, Any]:
+    key_info: dict[str, Any] = {"stored": None, "source": None, "prefix": None, "error": None}
+    try:
+        key = ctx.keys.get()
+        key_info.update(
+            stored=key is not None,
+            source=key.source if key else None,
+            prefix=key.masked if key else None,
+        )
+    except KeyringUnavailable as exc:
+        key_info["error"] = str(exc)
+    outbox: dict[str, Any] = {"queued": None, "file": str(ctx.paths.outbox_file), "error": None}
+    meta: dict[str, Any] = {}
+    try:
+        outbox["queued"], meta = read_only_view(ctx.paths.outbox_file).read()
+    except sqlite3.Error as exc:
+        outbox["error"] = f"cannot be read ({exc})"
+    stats = stats_from_meta(meta.get)
+    pid, running = _running(ctx)
+    if running is not None:
+        settings = dict(running["settings"])
+        source = f"the running {running.get('front_end', 'app')} (process {pid})"
+    else:
+        settings = ctx.settings.public()
+        source = "the settings file"
+    settings.setdefault("distinct_id", "")
+    settings["distinct_id"] = settings["distinct_id"] or ctx.distinct_id()
+    now = datetime.now(UTC)
+    hold = stats.hold_until if stats.hold_until and stats.hold_until > now else None
+    last = stats.last_outcome
+    return {
+        "version": __version__,
+        "settings": settings,
+        "settings_source": source,
+        "settings_file": str(ctx.paths.config_file),
+        "settings_problem": ctx.loaded.problem,
+        "settings_warnings": list(ctx.loaded.warnings),
+        "api_key": key_info,
+        "launch_at_login": state_text(for_this_os()),
+        "running": pid,
+        "running_front_end": running.get("front_end") if running else None,
+        "outbox": outbox,
+        "sent_today": stats.sent_today(now),
+        "missed": stats.missed,
+        "last_accepted": iso_utc(stats.last_accepted) if stats.last_accepted else None,
+        "last_outcome": {**last.to_json(), "sentence": last.sentence()} if last else None,
+        "rate_limited_until": iso_utc(hold) if hold else None,
+        "log_file": str(ctx.paths.log_file),
+    }
+
+
+def cmd_status(ctx: Context) -> int:
+    report = build_report(ctx)
+    if ctx.args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print("\n".join(_lines(report)))
+    return EXIT_OK
+
+
+def _lines(report: dict[str, Any]) -> list[str]:
+    s = report["settings"]
+    key = report["api_key"]
+    if key["error"]:
+        key_line = f"unavailable — {key['error']}"
+    elif key["stored"]:
+        key_line = f"{key['prefix']} (from the {key['source']})"
+    else:
+        key_line = "not set — run 'heartbeat-tray key set'"
+    pid = report["running"]
+    running = f"yes, {report['running_front_end'] or 'process'} (process {pid})" if pid else "no"
+    outbox = report["outbox"]
+    queued = outbox["error"] if outbox["error"] else outbox["queued"]
+    missed = f"  (missed: {report['missed']})" if report["missed"] else ""
+    lines = [
+        f"Heartbeat Tray {report['version']}",
+        f"  settings from:   {report['settings_source']}",
+        f"  host:            {s['host']}",
+        f"  event:           {s['event']} every {s['interval_seconds']} s "
+        f"({'enabled' if s['enabled'] else 'disabled'})",
+        f"  distinct id:     {s['distinct_id']}",
+        f"  API key:         {key_line}",
+        f"  launch at login: {report['launch_at_login']}",
+        f"  running:         {running}",
+        f"  queued beats:    {queued}",
+        f"  sent today:      {report['sent_today']}{missed}",
+    ]
+    if report["last_outcome"]:
+        lines.append(f"  last answer:     {report['last_outcome']['sentence']}")
+    if report["rate_limited_until"]:
+        until = datetime.fromisoformat(report["rate_limited_until"].replace("Z", "+00:00"))
+        lines.append(
+            f"  rate limited:    PostHog asked to wait until {until.astimezone():%H:%M:%S}"
+        )
+    if report["settings_problem"]:
+        lines.append(f"  settings:        {report['settings_problem']}")
+    lines.extend(f"  warning:         {w}" for w in report["settings_warnings"])
+    lines.append(f"  settings file:   {report['settings_file']}")
+    lines.append(f"  log file:        {report['log_file']}")
+    return lines

@@ -1,0 +1,67 @@
+"""What a project API key is: its shape, how it is shown (masked), and the errors around it.
+
+Reading and storing it (keyring, environment) is ``system.keystore``'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+ENV_VAR = "POSTHOG_PROJECT_API_KEY"
+
+_PROJECT_KEY_SHAPE = re.compile(r"phc_[A-Za-z0-9]{30,60}")
+
+
+class KeyringUnavailable(Exception):
+    """The OS keyring cannot be used; ``str()`` says why and what to do."""
+
+
+class InvalidKey(ValueError):
+    """The text given is not a usable project API key; ``str()`` says which key to use."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    value: str
+    source: Literal["environment", "keyring"]
+
+    @property
+    def masked(self) -> str:
+        return mask(self.value)
+
+
+def mask(key: str) -> str:
+    return f"{key[:8]}…" if len(key) > 8 else "…"
+
+
+def check_key_text(text: str) -> tuple[str, str | None]:
+    """Return the key stripped and an optional warning, or raise InvalidKey with one sentence."""
+    key = text.strip()
+    if not key:
+        raise InvalidKey("The project API key is empty; paste the phc_… key from Project settings.")
+    if key.startswith("phx_"):
+        raise InvalidKey(
+            "This looks like a personal API key (phx_…); use the project API key (phc_…) "
+            "from Project settings."
+        )
+    if key.startswith("phs_"):
+        raise InvalidKey(
+            "This looks like a secret key (phs_…); use the project API key (phc_…) "
+            "from Project settings."
+        )
+    if not key.isascii() or any(ch.isspace() or not ch.isprintable() for ch in key):
+        raise InvalidKey(
+            "The project API key may only contain letters, digits and underscores; "
+            "copy the phc_… key again from Project settings."
+        )
+    if len(key) > 64:
+        raise InvalidKey("The project API key is longer than 64 characters; copy it again.")
+    warning = None
+    if not _PROJECT_KEY_SHAPE.fullmatch(key):
+        warning = (
+            "This key does not look like a project API key (phc_ followed by about 43 "
+            "characters); older self-hosted keys may differ, so it is used as given."
+        )
+    return key, warning

@@ -1,0 +1,448 @@
+"""The settings file: defaults, validation with one sentence per bad value, read-only loading.
+
+A broken file is never replaced by defaults: a typo must not send the key and the beats to a
+host the user never chose. Loading says what is wrong on which line and keeps every value it
+could read (for the dialog); only a Save in the dialog replaces the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import logging
+import math
+import os
+import re
+import stat
+import tomllib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from heartbeat_tray.core.event import BEAT_PROPERTIES
+from heartbeat_tray.posthog.hosts import EU_HOST, US_HOST, ingest_host
+from heartbeat_tray.system.atomic_file import create_exclusively, write_atomically
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL = 1
+MAX_INTERVAL = 86_400
+MAX_FILE_BYTES = 1024 * 1024  # a settings file is a few hundred bytes; refuse a runaway one
+MAX_PROPERTIES_BYTES = 8 * 1024  # every beat carries them, and the outbox keeps 20,000 beats
+
+# Names PostHog gives meaning to in an event's properties (or at its top level).
+POSTHOG_NAMES = frozenset({"token", "distinct_id", "uuid", "api_key"})
+
+KNOWN_KEYS = (
+    "host",
+    "event",
+    "distinct_id",
+    "interval_seconds",
+    "enabled",
+    "backfill",
+    "notify",
+    "properties",
+)
+
+
+class SettingsError(ValueError):
+    """A setting's value is invalid; ``str()`` is one sentence saying what to do."""
+
+    def __init__(self, key: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = US_HOST
+    event: str = "heartbeat"
+    distinct_id: str = ""
+    interval_seconds: int = 60
+    enabled: bool = True
+    backfill: bool = True
+    notify: bool = True
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    # Keys this version does not know, kept so a save does not drop them.
+    unknown: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, overrides: Overrides) -> Settings:
+        """These settings with the per-run overrides on top (already validated)."""
+        return replace(self, **overrides.values)
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.unknown)
+        data.update(
+            host=self.host,
+            event=self.event,
+            distinct_id=self.distinct_id,
+            interval_seconds=self.interval_seconds,
+            enabled=self.enabled,
+            backfill=self.backfill,
+            notify=self.notify,
+            properties=dict(self.properties),
+        )
+        return data
+
+    def public(self) -> dict[str, Any]:
+        """What ``status`` shows (nothing secret is in settings)."""
+        data = self.to_toml_dict()
+        for key in self.unknown:
+            data.pop(key, None)
+        return data
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Per-run values from the command line: validated once, on top of every reload."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, **given: Any) -> Overrides:
+        """Validate ``--host`` and friends (``None``: not given); raises SettingsError."""
+        return cls({k: validate_value(k, v) for k, v in given.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """The file as read: usable settings, or the problem and every value that could be read."""
+
+    settings: Settings  # when ``problem`` is set: the values read, for the dialog only
+    problem: str | None = None  # one sentence naming the line or key; nothing may be sent
+    warnings: tuple[str, ...] = ()  # unknown keys, with a "did you mean"
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+
+# --- validators: each returns the normalised value or raises SettingsError with one sentence ---
+
+
+def validate_host(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError("host", "Host must be a URL such as https://us.i.posthog.com.")
+    text = value.strip().rstrip("/")
+    not_a_url = SettingsError(
+        "host",
+        f"Host {value!r} is not a URL; use https://us.i.posthog.com, "
+        "https://eu.i.posthog.com or your instance's https:// address.",
+    )
+    try:
+        parts = _split_url(text)
+    except ValueError:
+        raise not_a_url from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise not_a_url
+    if parts.query or parts.fragment:
+        raise SettingsError("host", "Host must be a base URL without a query or fragment.")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise SettingsError(
+            "host", "Host must start with https:// (http:// is only for localhost)."
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise SettingsError("host", f"Host {value!r} has an invalid port number.") from None
+    return ingest_host(text)
+
+
+def _split_url(text: str) -> Any:
+    from urllib.parse import urlsplit
+
+    return urlsplit(text)  # raises ValueError for "https://[::1"
+
+
+def is_loopback_host(hostname: str) -> bool:
+    import ipaddress
+
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_interval(value: Any) -> int:
+    sentence = "Interval must be a whole number of seconds between 1 and 86400."
+    if isinstance(value, bool):
+        raise SettingsError("interval_seconds", sentence)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise SettingsError("interval_seconds", sentence) from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        raise SettingsError("interval_seconds", sentence)
+    return value
+
+
+def validate_event(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError("event", "Event name must not be empty; the default is heartbeat.")
+    if len(value) > 200:
+        raise SettingsError("event", "Event name must be at most 200 characters long.")
+    return value.strip()
+
+
+def validate_distinct_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise SettingsError("distinct_id", "Distinct id must be text (empty: generated once).")
+    if len(value) > 200:
+        raise SettingsError("distinct_id", "Distinct id must be at most 200 characters long.")
+    return value.strip()
+
+
+def _validate_flag(key: str) -> Any:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise SettingsError(key, f"{key} must be true or false.")
+        return value
+
+    return check
+
+
+def property_name_problem(name: str) -> str | None:
+    """Why an extra property may not have this name, or None."""
+    if name in BEAT_PROPERTIES:
+        return f"Extra property {name!r} is set by Heartbeat Tray itself; choose another name."
+    if name.startswith("$") or name in POSTHOG_NAMES:
+        return (
+            f"Extra property {name!r} has a meaning to PostHog (names starting with $, token, "
+            "distinct_id, uuid); choose another name."
+        )
+    return None
+
+
+def _json_value(name: str, value: Any) -> Any:
+    """The value as JSON carries it, or SettingsError (dates, nan, inf have no JSON form)."""
+    if isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise SettingsError(
+            "properties", f"Extra property {name!r} must be a finite number, not {value}."
+        )
+    if isinstance(value, list):
+        return [_json_value(name, item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(name, item) for k, item in value.items()}
+    if isinstance(value, dt.date | dt.time):
+        raise SettingsError(
+            "properties",
+            f"Extra property {name!r} is a date or time, which an event cannot carry as it is; "
+            'write it as text in quotes, e.g. "1979-05-27T07:32:00Z".',
+        )
+    raise SettingsError(
+        "properties", f"Extra property {name!r} must be text, a number, true/false or a list."
+    )
+
+
+def validate_properties(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SettingsError("properties", "[properties] must be a table of name = value pairs.")
+    checked: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise SettingsError("properties", "Every extra property needs a non-empty name.")
+        problem = property_name_problem(name)
+        if problem:
+            raise SettingsError("properties", problem)
+        checked[name] = _json_value(name, item)
+    size = len(json.dumps(checked, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_PROPERTIES_BYTES:
+        raise SettingsError(
+            "properties",
+            f"The extra properties take {size:,} bytes; keep them under "
+            f"{MAX_PROPERTIES_BYTES // 1024} KB (every beat carries them).",
+        )
+    return checked
+
+
+_VALIDATORS: dict[str, Any] = {
+    "host": validate_host,
+    "event": validate_event,
+    "distinct_id": validate_distinct_id,
+    "interval_seconds": validate_interval,
+    "enabled": _validate_flag("enabled"),
+    "backfill": _validate_flag("backfill"),
+    "notify": _validate_flag("notify"),
+    "properties": validate_properties,
+}
+
+
+def validate_value(key: str, value: Any) -> Any:
+    return _VALIDATORS[key](value)
+
+
+def unknown_key_warning(key: str) -> str:
+    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.75)
+    hint = f" — did you mean {close[0]!r}?" if close else " — it is kept but not used."
+    return f"unknown setting {key!r}{hint}"
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any],
+) -> tuple[Settings, dict[str, str], list[str]]:
+    """Settings from parsed TOML: (every valid value read, errors by key, warnings)."""
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for key in KNOWN_KEYS:
+        if key in data:
+            try:
+                values[key] = validate_value(key, data[key])
+            except SettingsError as exc:
+                errors[key] = str(exc)
+    unknown = {key: value for key, value in data.items() if key not in KNOWN_KEYS}
+    warnings = [unknown_key_warning(key) for key in unknown]
+    return Settings(**values, unknown=unknown), errors, warnings
+
+
+_TOML_POSITION = re.compile(
+    r"^(?P<what>.*?)\s*\(at (?:line (?P<line>\d+), column \d+|(?P<end>end of document))\)$"
+)
+
+
+def _fix_hint(name: str) -> str:
+    return f" — fix it in {name} or open Settings"
+
+
+def read_settings_file(path: Path) -> bytes | None:
+    """The file's bytes; None when there is none. Raises OSError or SettingsError(file)."""
+    try:
+        info = os.stat(path)  # follows a link: a link to /dev/zero is judged by its target
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise SettingsError(
+            "file", f"{path} is not a regular file; replace it with a plain text file."
+        )
+    if info.st_size > MAX_FILE_BYTES:
+        raise SettingsError(
+            "file", f"{path} is {info.st_size:,} bytes, far too large for a settings file."
+        )
+    with open(path, "rb") as handle:
+        return handle.read(MAX_FILE_BYTES + 1)
+
+
+def load_settings(path: Path) -> LoadedSettings:
+    """Read the settings file without changing it; a broken file is a problem, never defaults."""
+    name = path.name
+    try:
+        raw = read_settings_file(path)
+    except SettingsError as exc:
+        return _broken(Settings(), f"{exc}")
+    except OSError as exc:
+        return _broken(
+            Settings(), f"{path} cannot be read ({exc.strerror or exc}); check its permissions."
+        )
+    if raw is None:
+        return LoadedSettings(Settings())
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _broken(Settings(), f"{name} is not UTF-8 text{_fix_hint(name)}.")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_POSITION.match(message)
+        line = (match["line"] or len(text.rstrip("\n").splitlines()) or 1) if match else None
+        where = f"{name} line {line}" if line else name
+        what = (match["what"] if match else message).rstrip(".")
+        what = what[:1].lower() + what[1:]
+        return _broken(_readable_values(text), f"{where}: {what}{_fix_hint(name)}.")
+    settings, errors, warnings = settings_from_mapping(data)
+    for warning in warnings:
+        log.warning("%s: %s", name, warning)
+    if errors:
+        key, sentence = next(iter(errors.items()))
+        line = _line_of(text, key)
+        where = f"{name} line {line}" if line else name
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        problem = f"{where}: {sentence.rstrip('.')}{more}{_fix_hint(name)}."
+        return _broken(settings, problem, warnings)
+    return LoadedSettings(settings, warnings=tuple(warnings))
+
+
+def _broken(settings: Settings, problem: str, warnings: list[str] | None = None) -> LoadedSettings:
+    log.error("Settings file problem: %s", problem)
+    return LoadedSettings(settings, problem=problem, warnings=tuple(warnings or ()))
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*\[?\s*{re.escape(key)}\s*[\]=]", re.MULTILINE)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _readable_values(text: str) -> Settings:
+    """Every top-level ``key = value`` line that parses on its own (for the dialog)."""
+    values: dict[str, Any] = {}
+    for line in text.splitlines():
+        if line.lstrip().startswith("["):
+            break  # tables come after the plain keys; a broken file's tables are not guessed
+        try:
+            values.update(tomllib.loads(line))
+        except tomllib.TOMLDecodeError:
+            continue
+    settings, _errors, _warnings = settings_from_mapping(values)
+    return settings
+
+
+def save_settings(path: Path, settings: Settings) -> None:
+    write_atomically(path, tomli_w.dumps(settings.to_toml_dict()).encode("utf-8"))
+
+
+def keep_backup(path: Path, now: dt.datetime) -> Path | None:
+    """Copy the current file to ``config.toml.bak-<UTC>`` before a Save replaces it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    counter = 1
+    while not create_exclusively(target, data):
+        counter += 1
+        target = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+    return target
+
+
+def installation_id(path: Path) -> str:
+    """The distinct id used when none is configured: generated once per installation."""
+    try:
+        existing = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    fresh = f"heartbeat-tray-{uuid.uuid4()}"
+    if create_exclusively(path, fresh.encode("utf-8")):
+        return fresh
+    return path.read_text(encoding="utf-8").strip() or fresh
+
+
+__all__ = [
+    "EU_HOST",
+    "KNOWN_KEYS",
+    "US_HOST",
+    "LoadedSettings",
+    "Overrides",
+    "Settings",
+    "SettingsError",
+    "installation_id",
+    "keep_backup",
+    "load_settings",
+    "save_settings",
+]

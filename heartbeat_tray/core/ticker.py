@@ -1,0 +1,357 @@
+"""The ticker: beats on a fixed monotonic grid, a durable outbox, retries that never lose a beat.
+
+``step()`` does whatever is due now and says when it next needs to run; a ``Worker`` thread
+sleeps until then or until a control call pokes it. Nothing runs between beats. The parts it
+composes each hold one job: ``Schedule`` (when), ``DeliveryPolicy`` (what an answer means),
+``Outbox`` + ``StatsStore`` (what is kept), ``AppState`` (what is shown).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from heartbeat_tray.core.api_key import KeyringUnavailable
+from heartbeat_tray.core.app_state import AppState, Health
+from heartbeat_tray.core.clock import Clock, SystemClock
+from heartbeat_tray.core.delivery import MAX_BATCH, DeliveryPolicy
+from heartbeat_tray.core.event import BeatTemplate
+from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Outbox, QueuedBeat
+from heartbeat_tray.core.schedule import Schedule
+from heartbeat_tray.core.settings import Settings
+from heartbeat_tray.core.stats import Outcome, StatsStore
+from heartbeat_tray.core.worker import Worker
+from heartbeat_tray.posthog.capture import PostHogClient
+from heartbeat_tray.posthog.responses import VERDICT_WORDS, Verdict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MAX_BATCH", "Ticker", "TickerConfig", "request_timeout"]
+
+MAX_REQUEST_TIMEOUT = 10.0
+MIN_REQUEST_TIMEOUT = 1.0  # below this a healthy server's ordinary answer times out
+
+# Short enough for a tooltip; the full sentence is in the log.
+KEYRING_PROBLEM = "Keyring unavailable — unlock it or set POSTHOG_PROJECT_API_KEY"
+
+KeySource = Callable[[], "str | None"]  # raises KeyringUnavailable
+
+
+def request_timeout(interval: float) -> float:
+    """The deadline for one whole exchange: min(10 s, interval/2), but never under 1 s."""
+    return max(MIN_REQUEST_TIMEOUT, min(MAX_REQUEST_TIMEOUT, interval / 2))
+
+
+@dataclass(frozen=True)
+class TickerConfig:
+    settings: Settings
+    distinct_id: str
+    problem: str | None = None  # the settings file is broken: nothing is sent anywhere
+
+    def template(self) -> BeatTemplate:
+        s = self.settings
+        return BeatTemplate(s.event, self.distinct_id, s.interval_seconds, s.properties)
+
+
+@dataclass
+class _Requests:
+    """What other threads asked for since the last step (guarded by the ticker's lock)."""
+
+    enabled: bool
+    send_now: int = 0
+    config: TickerConfig | None = None
+
+
+def _storage_problem(exc: sqlite3.Error) -> str:
+    text = str(exc).lower()
+    if "full" in text:
+        return "Disk full — beats are not being kept"
+    if "readonly" in text or "read-only" in text:
+        return "The state folder is read-only — beats are not being kept"
+    return f"Cannot write the outbox ({exc}) — beats are not being kept"
+
+
+class Ticker:
+    def __init__(
+        self,
+        config: TickerConfig,
+        *,
+        key_source: KeySource,
+        outbox: Outbox,
+        client: PostHogClient,
+        state: AppState,
+        clock: Clock | None = None,
+        random_fraction: Callable[[], float] = random.random,
+    ) -> None:
+        self._config = config
+        self._key_source = key_source
+        self._outbox = outbox
+        self._client = client
+        self._state = state
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._requests = _Requests(enabled=config.settings.enabled)
+        self._worker = Worker("heartbeat-ticker", self.step, self._clock)
+
+        # Touched only by the worker's thread (or a test calling step()).
+        self._enabled = False  # becomes the requested value on the first step
+        self._schedule = Schedule(config.settings.interval_seconds)
+        self._policy = DeliveryPolicy(random_fraction)
+        self._stats_store = StatsStore(outbox)
+        self._stats = self._stats_store.load()
+        self._key: str | None = None
+        self._key_read = False
+        self._setup_problem: str | None = None
+        self._storage_problem: str | None = None
+        self._accepted_live = 0
+
+    # --- control, from any thread ---
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop the ticker; True if it finished within ``timeout`` (an in-flight request may not).
+
+        A beat whose request is abandoned stays in the outbox and is sent again, same uuid.
+        """
+        return self._worker.stop(timeout)
+
+    def set_enabled(self, enabled: bool) -> None:
+        with self._lock:
+            self._requests.enabled = enabled
+        self._worker.poke()
+
+    def send_now(self) -> None:
+        with self._lock:
+            self._requests.send_now += 1
+        self._worker.poke()
+
+    def apply(self, config: TickerConfig) -> None:
+        """New settings (and possibly a new key): re-read the key, re-anchor on a new interval."""
+        with self._lock:
+            self._requests.config = config
+            self._requests.enabled = config.settings.enabled
+        self._worker.poke()
+
+    @property
+    def enabled(self) -> bool:
+        with self._lock:
+            return self._requests.enabled
+
+    # --- the engine ---
+
+    def step(self) -> float | None:
+        """Do what is due now. Returns the monotonic time to run again, or None for 'when woken'."""
+        now = self._clock.monotonic()
+        wall = self._clock.wall()
+        with self._lock:
+            pending, self._requests.config = self._requests.config, None
+            send_now, self._requests.send_now = self._requests.send_now, 0
+            enabled = self._requests.enabled
+        if pending is not None:
+            self._adopt(pending, now)
+        if enabled != self._enabled:
+            self._enabled = enabled
+            self._schedule.start(now) if enabled else self._schedule.stop()
+            log.info("Heartbeat %s", "enabled" if enabled else "disabled")
+        self._schedule.observe(now, wall)
+
+        key = self._read_key()
+        live: list[QueuedBeat] = []
+        if key and enabled and self._schedule.take_due(now):
+            live.append(self._make_beat(wall))
+            if not self._config.settings.backfill:
+                self._drop_undelivered(wall, keep=[b.uuid for b in live])
+        if key:
+            live.extend(self._make_beat(wall) for _ in range(send_now))
+        if live:
+            self._enforce_bounds(wall)
+
+        sent = False
+        timeout = request_timeout(self._config.settings.interval_seconds)
+        if key and self._policy.may_send(now):
+            if live:
+                self._deliver(live, live=True, timeout=timeout)
+                sent = True
+            elif now >= self._policy.retry_at and self._window(now) >= timeout:
+                batch = self._outbox.oldest(self._policy.batch_limit)
+                if batch:
+                    self._deliver(batch, live=False, timeout=timeout)
+                    sent = True
+        self._publish()
+        if sent:
+            return self._clock.monotonic()  # look again at once: more backlog, or the next due
+        return self._next_wake(key, now, timeout)
+
+    def _window(self, now: float) -> float:
+        """Time until the next live beat: a backfill request must end before it."""
+        due = self._schedule.next_due
+        return MAX_REQUEST_TIMEOUT if due is None else due - now
+
+    def _next_wake(self, key: str | None, now: float, timeout: float) -> float | None:
+        if not key:
+            return None  # nothing to do until the settings change
+        wakes = []
+        due = self._schedule.next_due
+        if self._enabled and due is not None:
+            wakes.append(due)
+        if self._policy.stopped is None and self._outbox.count():
+            retry = self._policy.next_try(now)
+            if due is not None and 0 < due - retry < timeout:
+                retry = due  # too close to the next beat: retry right after it
+            wakes.append(retry)
+        return min(wakes) if wakes else None
+
+    def _adopt(self, config: TickerConfig, now: float) -> None:
+        self._config = config
+        self._key_read = False  # the key may have changed with the settings
+        self._policy.reset(now)
+        if self._enabled:
+            self._schedule.set_interval(config.settings.interval_seconds, now)
+        else:
+            self._schedule.interval = config.settings.interval_seconds
+
+    def _read_key(self) -> str | None:
+        if self._config.problem:
+            self._setup_problem = self._config.problem
+            return None  # a broken settings file: no beat and no key goes anywhere
+        if not self._key_read:
+            self._key_read = True
+            try:
+                self._key = self._key_source()
+                self._setup_problem = None
+            except KeyringUnavailable as exc:
+                self._key = None
+                self._setup_problem = KEYRING_PROBLEM
+                log.warning("No API key: %s", exc)
+        return self._key
+
+    def _make_beat(self, wall: datetime) -> QueuedBeat:
+        """A new beat, kept in the outbox; if it cannot be kept, sent all the same (best effort)."""
+        template = self._config.template()
+        beat_id = str(uuid.uuid4())
+        try:
+            beat = self._outbox.add(beat_id, wall.timestamp(), template)
+        except sqlite3.Error as exc:
+            if self._storage_problem is None:
+                log.error("Cannot keep beats in %s: %s", self._outbox.path, exc)
+            self._storage_problem = _storage_problem(exc)
+            return self._outbox.unkept_beat(beat_id, wall.timestamp(), template)
+        if self._storage_problem is not None:
+            log.info("Beats are kept on disk again")
+            self._storage_problem = None
+        return beat
+
+    def _enforce_bounds(self, wall: datetime) -> None:
+        try:
+            dropped = self._outbox.drop_created_before(wall.timestamp() - MAX_AGE_SECONDS)
+            self._count_missed(dropped, "older than 7 days")
+            self._count_missed(self._outbox.trim_to(MAX_BEATS), f"beyond {MAX_BEATS} queued beats")
+        except sqlite3.Error as exc:
+            log.warning("Could not trim the outbox: %s", exc)
+
+    def _drop_undelivered(self, wall: datetime, keep: Sequence[str]) -> None:
+        interval = self._config.settings.interval_seconds
+        try:
+            dropped = self._outbox.drop_created_before(wall.timestamp() - interval / 2, keep=keep)
+        except sqlite3.Error as exc:
+            log.warning("Could not drop undelivered beats: %s", exc)
+            return
+        self._count_missed(dropped, "not delivered within one interval (backfill is off)")
+
+    def _count_missed(self, dropped: int, why: str) -> None:
+        if dropped:
+            self._stats = self._stats.with_missed(dropped)
+            self._stats_store.save(self._stats)
+            log.warning("Dropped %d queued beat(s): %s", dropped, why)
+
+    def _deliver(self, beats: Sequence[QueuedBeat], *, live: bool, timeout: float) -> None:
+        settings = self._config.settings
+        assert self._key is not None
+        result = self._client.send_batch(
+            settings.host, self._key, [beat.event() for beat in beats], timeout
+        )
+        now = self._clock.monotonic()
+        wall = self._clock.wall()
+        settlement = self._policy.record(result, len(beats), now, wall)
+        kind = "live beat" if live else f"{len(beats)} queued beat(s)"
+        verdict = result.verdict
+        if verdict is Verdict.ACCEPTED:
+            self._stats = self._stats.with_sent(len(beats), wall)
+            if live:
+                self._accepted_live += 1
+            log.info("Accepted %s (%s)", kind, result.reason)
+        elif verdict is Verdict.TRANSIENT:
+            log.warning("Sending %s failed: %s; kept for retry", kind, result.reason)
+        elif verdict is Verdict.REJECTED_KEY:
+            log.error(
+                "PostHog rejected the API key (%s); sending stops until the settings "
+                "change. Beats are kept.",
+                result.reason,
+            )
+        elif verdict is Verdict.WRONG_HOST:
+            log.error(
+                "PostHog at %s answered %s: the host or path is wrong; sending stops until "
+                "the settings change. Beats are kept.",
+                settings.host,
+                result.reason,
+            )
+        elif settlement.dropped:
+            log.warning("Dropped a beat: PostHog refused it (%s)", result.reason)
+        else:
+            log.warning("%s for %s; sending smaller batches", result.reason, kind)
+        if settlement.dropped:
+            self._stats = self._stats.with_missed(settlement.dropped)
+        outcome = Outcome(wall, verdict.value, VERDICT_WORDS[verdict], result.reason, live)
+        self._stats = replace(
+            self._stats, last_outcome=outcome, hold_until=self._policy.hold_until_wall
+        )
+        done = [beat.uuid for beat in beats] if settlement.remove else []
+        try:
+            # One transaction, one fsync, per answer: the beats and the counters together.
+            self._outbox.settle(done, self._stats_store.facts(self._stats))
+        except sqlite3.Error as exc:
+            # Delivered beats stay queued and go again under the same uuid: PostHog stores one.
+            self._storage_problem = _storage_problem(exc)
+            log.warning("Could not record the answer in the outbox: %s", exc)
+
+    def _publish(self) -> None:
+        policy = self._policy
+        if not self._key:
+            health = Health.NEEDS_SETUP
+        elif policy.stopped is Verdict.REJECTED_KEY:
+            health = Health.KEY_REJECTED
+        elif policy.stopped is Verdict.WRONG_HOST:
+            health = Health.WRONG_HOST
+        elif not self._enabled:
+            health = Health.DISABLED
+        elif policy.failures:
+            health = Health.FAILING
+        else:
+            health = Health.HEALTHY
+        try:
+            queued = self._outbox.count()
+        except sqlite3.Error:
+            queued = self._state.snapshot.queued
+        self._state.update(
+            health=health,
+            enabled=self._enabled,
+            host=self._config.settings.host,
+            last_accepted=self._stats.last_accepted,
+            consecutive_failures=policy.failures,
+            last_failure=policy.last_failure,
+            hold_until=policy.hold_until_wall,
+            sent_today=self._stats.sent_today(self._clock.wall()),
+            queued=queued,
+            missed=self._stats.missed,
+            accepted_live=self._accepted_live,
+            setup_problem=self._setup_problem,
+            storage_problem=self._storage_problem,
+        )

@@ -1,0 +1,386 @@
+"""The settings dialog (tkinter), run as its own process: it cannot freeze or crash the tray.
+
+It saves the file and the key, tells the running tray to reload, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import tkinter
+from tkinter import ttk
+from typing import Any
+
+from heartbeat_tray.core.api_key import KeyringUnavailable, mask
+from heartbeat_tray.core.settings import installation_id, load_settings
+from heartbeat_tray.dialog.form import (
+    HOST_LABELS,
+    FormValues,
+    HostChoice,
+    SaveFailed,
+    check_form,
+    events_per_day,
+    form_from_settings,
+    save_form,
+)
+from heartbeat_tray.posthog.capture import PostHogClient
+from heartbeat_tray.system.instance_channel import send_command
+from heartbeat_tray.system.keystore import KeyStore
+from heartbeat_tray.system.launch_at_login import for_this_os
+from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.tray.ui_thread import NoDisplay, TkUiThread
+
+log = logging.getLogger(__name__)
+
+ERROR_COLOUR = "#b3261e"
+WARNING_COLOUR = "#8a5a00"
+OK_COLOUR = "#1b6e2a"
+
+
+class SettingsDialog:
+    def __init__(self, root: tkinter.Tk, paths: AppPaths) -> None:
+        self.root = root
+        self.paths = paths
+        self.ui = TkUiThread(root)
+        self.keys = KeyStore()
+        self.launch = for_this_os()
+        loaded = load_settings(paths.config_file)
+        self.base = loaded.settings
+        self.stored_key: str | None = None
+        self.keyring_problem: str | None = None
+        try:
+            key = self.keys.get()
+            self.stored_key = key.value if key else None
+        except KeyringUnavailable as exc:
+            self.keyring_problem = str(exc)
+        try:
+            launching = self.launch.is_enabled()
+        except Exception:
+            log.warning("Could not read the launch-at-login state", exc_info=True)
+            launching = False
+        self.result = 1  # Cancel
+        top = [loaded.problem] if loaded.problem else []
+        if loaded.problem:
+            top.append(
+                "Nothing is sent until it is fixed; Save replaces the file (a copy of it is kept)."
+            )
+        top.extend(f"Settings file: {warning}" for warning in loaded.warnings)
+        self._build(form_from_settings(self.base, launching), " ".join(top) or None)
+
+    # --- layout ---
+
+    def _build(self, values: FormValues, settings_problem: str | None) -> None:
+        root = self.root
+        root.title("Heartbeat Tray — Settings")
+        style = ttk.Style(root)
+        if sys.platform.startswith("linux") and "clam" in style.theme_names():
+            style.theme_use("clam")  # Tk's X11 default theme looks decades old
+        # A box that cannot be edited must look it (clam draws it like an editable one).
+        style.map(
+            "TEntry",
+            fieldbackground=[("disabled", "#e2e2e2")],
+            foreground=[("disabled", "gray50")],
+        )
+        root.resizable(False, False)
+        frame = ttk.Frame(root, padding=16)
+        frame.grid(sticky="nsew")
+        frame.columnconfigure(1, weight=1)
+        self.notes: dict[str, ttk.Label] = {}
+        row = 0
+
+        def label(text: str) -> None:
+            ttk.Label(frame, text=text).grid(row=row, column=0, sticky="nw", padx=(0, 12), pady=4)
+
+        def note(name: str) -> None:
+            nonlocal row
+            row += 1
+            widget = ttk.Label(frame, text="", wraplength=420, foreground=ERROR_COLOUR)
+            widget.grid(row=row, column=1, sticky="w")
+            self.notes[name] = widget
+            row += 1
+
+        if settings_problem:
+            ttk.Label(frame, text=settings_problem, wraplength=520, foreground=WARNING_COLOUR).grid(
+                row=row, column=0, columnspan=2, sticky="w", pady=(0, 8)
+            )
+            row += 1
+
+        label("PostHog")
+        host_row = ttk.Frame(frame)
+        host_row.grid(row=row, column=1, sticky="ew")
+        self.host_choice = tkinter.StringVar(value=HOST_LABELS[values.host_choice])
+        combo = ttk.Combobox(
+            host_row,
+            textvariable=self.host_choice,
+            values=list(HOST_LABELS.values()),
+            state="readonly",
+            width=18,
+        )
+        combo.pack(side="left")
+        combo.bind("<<ComboboxSelected>>", lambda _e: self._host_choice_changed())
+        self.custom_host = tkinter.StringVar(value=values.custom_host)
+        self.custom_host_entry = ttk.Entry(host_row, textvariable=self.custom_host, width=34)
+        self.custom_host_entry.pack(side="left", padx=(8, 0), fill="x", expand=True)
+        note("host")
+
+        label("Project API key")
+        key_row = ttk.Frame(frame)
+        key_row.grid(row=row, column=1, sticky="ew")
+        self.api_key = tkinter.StringVar()
+        self.key_entry = ttk.Entry(key_row, textvariable=self.api_key, show="•", width=40)
+        self.key_entry.pack(side="left", fill="x", expand=True)
+        self.show_key = tkinter.BooleanVar(value=False)
+        ttk.Checkbutton(
+            key_row, text="Show", variable=self.show_key, command=self._toggle_show
+        ).pack(side="left", padx=(8, 0))
+        note("api_key")
+        if self.keyring_problem:
+            hint, colour = f"Keyring: {self.keyring_problem}", ERROR_COLOUR
+        elif self.stored_key:
+            hint = f"Stored: {mask(self.stored_key)} — leave empty to keep it."
+            colour = "gray35"
+        else:
+            hint, colour = "No key stored yet: paste the phc_… key from Project settings.", "gray35"
+        self.notes["api_key"].configure(text=hint, foreground=colour)
+        self.key_hint = (hint, colour)
+
+        label("Event name")
+        self.event = tkinter.StringVar(value=values.event)
+        ttk.Entry(frame, textvariable=self.event, width=30).grid(row=row, column=1, sticky="w")
+        note("event")
+
+        label("Distinct id")
+        self.distinct_id = tkinter.StringVar(value=values.distinct_id)
+        ttk.Entry(frame, textvariable=self.distinct_id, width=40).grid(
+            row=row, column=1, sticky="w"
+        )
+        note("distinct_id")
+        generated = installation_id(self.paths.installation_id_file)
+        self.distinct_hint = (f"Empty uses this installation's id: {generated}", "gray35")
+        self.notes["distinct_id"].configure(text=self.distinct_hint[0], foreground="gray35")
+
+        label("Interval (seconds)")
+        interval_row = ttk.Frame(frame)
+        interval_row.grid(row=row, column=1, sticky="w")
+        self.interval = tkinter.StringVar(value=values.interval)
+        ttk.Entry(interval_row, textvariable=self.interval, width=8).pack(side="left")
+        self.per_day = ttk.Label(interval_row, text="", foreground="gray35")
+        self.per_day.pack(side="left", padx=(8, 0))
+        self.interval.trace_add("write", lambda *_: self._interval_changed())
+        note("interval_seconds")
+
+        label("Extra properties")
+        self.properties = tkinter.Text(frame, width=40, height=4, wrap="none", undo=True)
+        self.properties.insert("1.0", values.properties)
+        self.properties.grid(row=row, column=1, sticky="ew")
+        # Tab moves on and Return is a new line here, as in any form's text area.
+        self.properties.bind("<Tab>", self._focus_next)
+        self.properties.bind("<Shift-Tab>", self._focus_previous)
+        self.properties.bind("<Return>", self._new_line)
+        self.properties.bind("<KP_Enter>", self._new_line)
+        self.properties.bind("<<Modified>>", self._properties_changed)
+        note("properties")
+        self.notes["properties"].configure(text="One name = value per line.", foreground="gray35")
+
+        self.backfill = tkinter.BooleanVar(value=values.backfill)
+        self.notify = tkinter.BooleanVar(value=values.notify)
+        self.launch_at_login = tkinter.BooleanVar(value=values.launch_at_login)
+        for text, var in (
+            ("Deliver beats missed while offline, with their own times", self.backfill),
+            ("Notify me when delivery starts failing and when it recovers", self.notify),
+            ("Launch at login", self.launch_at_login),
+        ):
+            ttk.Checkbutton(frame, text=text, variable=var).grid(
+                row=row, column=1, sticky="w", pady=2
+            )
+            row += 1
+
+        buttons = ttk.Frame(frame)
+        buttons.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(12, 0))
+        self.test_button = ttk.Button(buttons, text="Test connection", command=self.test)
+        self.test_button.pack(side="left")
+        ttk.Button(buttons, text="Save", command=self.save, default="active").pack(side="right")
+        ttk.Button(buttons, text="Cancel", command=self.cancel).pack(side="right", padx=(0, 8))
+        row += 1
+        self.test_result = ttk.Label(frame, text="", wraplength=520)
+        self.test_result.grid(row=row, column=0, columnspan=2, sticky="w", pady=(8, 0))
+        row += 1
+        self.save_result = ttk.Label(frame, text="", wraplength=520, foreground=ERROR_COLOUR)
+        self.save_result.grid(row=row, column=0, columnspan=2, sticky="w")
+
+        root.bind("<Return>", lambda _e: self.save())
+        root.bind("<KP_Enter>", lambda _e: self.save())
+        root.bind("<Escape>", lambda _e: self.cancel())
+        root.protocol("WM_DELETE_WINDOW", self.cancel)
+        self._host_choice_changed()
+        self._interval_changed()
+        texts = (self.custom_host, self.api_key, self.event, self.distinct_id, self.interval)
+        for text_var in texts:
+            text_var.trace_add("write", lambda *_: self._revalidate())
+        self._shown_errors: set[str] = set()
+        self._revalidate()
+        self.key_entry.focus_set()
+
+    def _new_line(self, event: Any) -> str:
+        """Enter in a multi-line field is a new line, never Save ("break" stops the dialog's
+        own Return binding from running too)."""
+        event.widget.insert("insert", "\n")
+        event.widget.see("insert")
+        return "break"
+
+    def _properties_changed(self, _event: Any) -> None:
+        self.properties.edit_modified(False)
+        self._revalidate()
+
+    def _focus_next(self, event: Any) -> str:
+        event.widget.tk_focusNext().focus_set()
+        return "break"
+
+    def _focus_previous(self, event: Any) -> str:
+        event.widget.tk_focusPrev().focus_set()
+        return "break"
+
+    def _toggle_show(self) -> None:
+        self.key_entry.configure(show="" if self.show_key.get() else "•")
+
+    def _choice(self) -> HostChoice:
+        label = self.host_choice.get()
+        return next(k for k, v in HOST_LABELS.items() if v == label)
+
+    def _host_choice_changed(self) -> None:
+        self_hosted = self._choice() == "self"
+        self.custom_host_entry.state(["!disabled"] if self_hosted else ["disabled"])
+        if hasattr(self, "_shown_errors"):
+            self._revalidate()
+
+    def _revalidate(self) -> None:
+        """As the user types: warnings show at once; an error shown clears once fixed."""
+        checked = check_form(self.values(), self.base, key_stored=self.stored_key is not None)
+        still = {name: text for name, text in checked.errors.items() if name in self._shown_errors}
+        self._show_checked(still, checked.warnings)
+        if not still and self._shown_errors:
+            self.save_result.configure(text="")
+            if self.test_result.cget("foreground") == ERROR_COLOUR:
+                self._show_test("", ERROR_COLOUR)
+        self._shown_errors = set(still)
+
+    def _interval_changed(self) -> None:
+        self.per_day.configure(text=events_per_day(self.interval.get()))
+
+    # --- reading and checking the form ---
+
+    def values(self) -> FormValues:
+        return FormValues(
+            host_choice=self._choice(),
+            custom_host=self.custom_host.get(),
+            api_key=self.api_key.get(),
+            event=self.event.get(),
+            distinct_id=self.distinct_id.get(),
+            interval=self.interval.get(),
+            properties=self.properties.get("1.0", "end-1c"),
+            backfill=self.backfill.get(),
+            notify=self.notify.get(),
+            launch_at_login=self.launch_at_login.get(),
+        )
+
+    def _show_checked(self, errors: dict[str, str], warnings: dict[str, str]) -> None:
+        defaults = {
+            "api_key": self.key_hint,
+            "distinct_id": self.distinct_hint,
+            "properties": ("One name = value per line.", "gray35"),
+        }
+        for name, widget in self.notes.items():
+            if name in errors:
+                widget.configure(text=errors[name], foreground=ERROR_COLOUR)
+            elif name in warnings:
+                widget.configure(text=warnings[name], foreground=WARNING_COLOUR)
+            else:
+                text, colour = defaults.get(name, ("", ERROR_COLOUR))
+                widget.configure(text=text, foreground=colour)
+
+    # --- actions ---
+
+    def save(self) -> None:
+        checked = check_form(self.values(), self.base, key_stored=self.stored_key is not None)
+        self._show_checked(checked.errors, checked.warnings)
+        self._shown_errors = set(checked.errors)
+        if not checked.ok:
+            log.info("Save refused: %s", "; ".join(f"{k}: {v}" for k, v in checked.errors.items()))
+            self.save_result.configure(text="Nothing was saved: fix the fields marked in red.")
+            return
+        try:
+            save_form(
+                checked,
+                self.launch_at_login.get(),
+                config_file=self.paths.config_file,
+                keys=self.keys,
+                launch=self.launch,
+            )
+        except SaveFailed as exc:
+            log.warning("Save failed: %s", exc)
+            self.save_result.configure(text=str(exc))
+            return
+        log.info("Settings saved")
+        send_command(self.paths.state_dir, "reload")
+        self.result = 0
+        self.root.destroy()
+
+    def cancel(self) -> None:
+        log.info("Settings dialog cancelled")
+        self.root.destroy()
+
+    def test(self) -> None:
+        values = self.values()
+        checked = check_form(values, self.base, key_stored=self.stored_key is not None)
+        errors = {k: v for k, v in checked.errors.items() if k in ("host", "api_key")}
+        self._show_checked(errors, checked.warnings)
+        self._shown_errors = set(errors)
+        if errors:
+            self._show_test("Fix the host and key first.", ERROR_COLOUR)
+            return
+        host = checked.settings.host if checked.settings else self.base.host
+        key = checked.new_key or self.stored_key or ""
+        distinct_id = values.distinct_id.strip() or installation_id(self.paths.installation_id_file)
+        self.test_button.state(["disabled"])
+        self._show_test(f"Asking {host}…", "gray35")
+
+        def ask() -> None:
+            client = PostHogClient()
+            try:
+                answer = client.check_key(host, key, distinct_id, timeout=10.0)
+            finally:
+                client.close()
+            self.ui.call(lambda: self._test_done(answer.message, answer.verdict.value))
+
+        threading.Thread(target=ask, name="test-connection", daemon=True).start()
+
+    def _test_done(self, message: str, verdict: str) -> None:
+        log.info("Test connection: %s", message)
+        self.test_button.state(["!disabled"])
+        self._show_test(message, OK_COLOUR if verdict == "valid" else ERROR_COLOUR)
+
+    def _show_test(self, text: str, colour: str) -> None:
+        self.test_result.configure(text=text, foreground=colour)
+
+
+def run_dialog(paths: AppPaths) -> int:
+    """Show the dialog; 0 when saved, 1 when cancelled. Raises NoDisplay without a display."""
+    try:
+        root = tkinter.Tk(className="heartbeat-tray-settings")
+    except tkinter.TclError as exc:
+        raise NoDisplay(
+            f"No display is available ({exc}); the settings dialog needs a desktop session — "
+            "use 'heartbeat-tray key set' and edit the settings file instead."
+        ) from None
+    dialog = SettingsDialog(root, paths)
+
+    # Take the keyboard even without a window manager, straight into the key field.
+    def take_focus() -> None:
+        dialog.key_entry.focus_force()
+        log.info("Settings dialog shown")
+
+    root.after_idle(take_focus)
+    root.mainloop()
+    dialog.ui.close()
+    return dialog.result

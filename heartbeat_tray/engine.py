@@ -1,0 +1,171 @@
+"""One engine for every front end: ``run`` and the tray build the heartbeat here, the same way.
+
+It owns the settings as the process sees them (the file, with the per-run overrides on top for
+the life of the process), the outbox, the PostHog client, the app state and the ticker, and it
+turns state changes into alerts for whichever front end runs it: desktop notifications in the
+tray, log lines in ``run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import replace
+
+import httpx
+
+from heartbeat_tray.core.alert_rules import Alert, delivery_alert
+from heartbeat_tray.core.app_state import AppState, Snapshot
+from heartbeat_tray.core.clock import Clock
+from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.settings import (
+    LoadedSettings,
+    Overrides,
+    Settings,
+    installation_id,
+    load_settings,
+    save_settings,
+)
+from heartbeat_tray.core.ticker import Ticker, TickerConfig
+from heartbeat_tray.posthog.capture import PostHogClient
+from heartbeat_tray.system.atomic_file import write_atomically
+from heartbeat_tray.system.keystore import KeyStore
+from heartbeat_tray.system.log_setup import never_log
+from heartbeat_tray.system.paths import AppPaths
+
+log = logging.getLogger(__name__)
+
+AlertSink = Callable[[Alert], None]
+
+
+class Engine:
+    def __init__(
+        self,
+        paths: AppPaths,
+        *,
+        overrides: Overrides,
+        keys: KeyStore,
+        front_end: str,
+        on_alert: AlertSink,
+        loaded: LoadedSettings | None = None,
+        clock: Clock | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.paths = paths
+        self.overrides = overrides
+        self.front_end = front_end
+        self.keys = keys
+        self._on_alert = on_alert
+        loaded = loaded or load_settings(paths.config_file)
+        self.settings = loaded.settings.with_overrides(overrides)
+        self.state = AppState()
+        self.outbox = Outbox(paths.outbox_file)
+        self.client = PostHogClient(transport=transport)
+        self.ticker = Ticker(
+            self._config(self.settings, loaded.problem),
+            key_source=self._read_key,
+            outbox=self.outbox,
+            client=self.client,
+            state=self.state,
+            clock=clock,
+        )
+        self.state.subscribe_changes(self._alert)
+
+    def _config(self, settings: Settings, problem: str | None = None) -> TickerConfig:
+        distinct_id = settings.distinct_id or installation_id(self.paths.installation_id_file)
+        return TickerConfig(settings, distinct_id, problem)
+
+    def _read_key(self) -> str | None:
+        key = self.keys.get()  # KeyringUnavailable goes to the ticker: "needs setup"
+        if key is None:
+            return None
+        never_log(key.value)
+        return key.value
+
+    @property
+    def distinct_id(self) -> str:
+        return self._config(self.settings).distinct_id
+
+    # --- life ---
+
+    def start(self) -> None:
+        self._write_running_file()
+        self.ticker.start()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop the ticker; True if it ended in time (then the outbox and client are closed)."""
+        finished = self.ticker.stop(timeout)
+        if finished:
+            self.outbox.close()
+            self.client.close()
+        else:
+            log.info("A request was still in flight; its beat stays queued for the next start")
+        self._remove_running_file()
+        return finished
+
+    def reload(self) -> LoadedSettings:
+        """Read the file again, overrides on top; a broken file keeps the last good settings."""
+        loaded = load_settings(self.paths.config_file)
+        self.keys.forget_cached()  # the dialog (or 'key set') may have stored a new key
+        if loaded.problem:
+            if self.state.snapshot.needs_setup:
+                # Nothing good to keep: still needs setup, now with this file's problem.
+                self.ticker.apply(self._config(loaded.settings, loaded.problem))
+            else:
+                log.warning("Kept the last good settings: %s", loaded.problem)
+            self.state.update(settings_problem=loaded.problem)
+            return loaded
+        self.settings = loaded.settings.with_overrides(self.overrides)
+        self.ticker.apply(self._config(self.settings))
+        self.state.update(settings_problem=None)
+        self._write_running_file()
+        log.info("Settings reloaded")
+        return loaded
+
+    # --- control ---
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Pause or resume, and remember it in the settings file (per-run overrides stay out)."""
+        self.ticker.set_enabled(enabled)
+        self.state.update(enabled=enabled)  # shows at once; the ticker confirms
+        self.settings = replace(self.settings, enabled=enabled)
+        loaded = load_settings(self.paths.config_file)
+        if loaded.problem is not None:
+            return  # never rewrite a file the user has to fix
+        try:
+            save_settings(self.paths.config_file, replace(loaded.settings, enabled=enabled))
+        except OSError as exc:
+            log.warning("Could not save enabled=%s: %s", enabled, exc)
+
+    def send_now(self) -> None:
+        self.ticker.send_now()
+
+    # --- alerts ---
+
+    def _alert(self, before: Snapshot, after: Snapshot) -> None:
+        alert = delivery_alert(before, after)
+        if alert is not None:
+            self._on_alert(alert)
+
+    # --- what ``status`` reads while this process runs ---
+
+    def _write_running_file(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "front_end": self.front_end,
+            "settings": self.settings.public(),
+            "overrides": sorted(self.overrides.values),
+        }
+        try:
+            write_atomically(self.paths.running_file, json.dumps(info).encode("utf-8"))
+        except OSError as exc:
+            log.info("Could not write %s: %s", self.paths.running_file, exc)
+
+    def _remove_running_file(self) -> None:
+        with contextlib.suppress(OSError):
+            info = json.loads(self.paths.running_file.read_text(encoding="utf-8"))
+            if info.get("pid") == os.getpid():
+                self.paths.running_file.unlink()

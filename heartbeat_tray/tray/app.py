@@ -1,0 +1,346 @@
+"""The tray app: wires the engine to a tray backend and renders what the presenter says.
+
+Data flows one way: ticker → AppState → (UI thread) → presenter → icon, title, menu. Alerts
+come from the engine; the tray shows them as desktop notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import webbrowser
+from typing import Any
+
+from heartbeat_tray.core.alert_rules import Alert
+from heartbeat_tray.core.app_state import Snapshot
+from heartbeat_tray.core.settings import LoadedSettings, Overrides
+from heartbeat_tray.core.ticker import KEYRING_PROBLEM
+from heartbeat_tray.engine import Engine
+from heartbeat_tray.posthog.hosts import app_host
+from heartbeat_tray.system.app_command import app_command
+from heartbeat_tray.system.instance_channel import ChannelServer, send_command
+from heartbeat_tray.system.instance_lock import InstanceLock
+from heartbeat_tray.system.keystore import KeyStore
+from heartbeat_tray.system.launch_at_login import LaunchAtLoginError, for_this_os
+from heartbeat_tray.system.notifications import Notifier
+from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.tray.icon_art import PULSE_FRAME_MS, IconSet, icon_set
+from heartbeat_tray.tray.menu import TkPopup, to_pystray
+from heartbeat_tray.tray.presenter import (
+    IconState,
+    Item,
+    default_action,
+    present,
+    pulses,
+)
+from heartbeat_tray.tray.ui_thread import (
+    NoDisplay,
+    PostingUiThread,
+    SelectUiThread,
+    UiThread,
+    poster_for,
+)
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+
+
+def _no_display(reason: str) -> NoDisplay:
+    return NoDisplay(
+        f"No display is available ({reason}); the tray needs a desktop session — "
+        "run 'heartbeat-tray run' for the headless heartbeat."
+    )
+
+
+def import_pystray() -> tuple[Any, str]:
+    """Import pystray (it picks its backend at import time) and name the backend it chose."""
+    if sys.platform.startswith("linux") or "bsd" in sys.platform:
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            raise _no_display("DISPLAY is not set")
+    try:
+        import pystray
+    except Exception as exc:  # Xlib.error.DisplayNameError/DisplayConnectionError, not ImportError
+        raise _no_display(str(exc).strip() or type(exc).__name__) from None
+    return pystray, str(pystray.Icon.__module__).rsplit("._", 1)[-1]  # "pystray._xorg" → xorg
+
+
+def open_with_desktop(target: str) -> None:
+    """Open a file or URL with the desktop's default application; raises OSError when none."""
+    if sys.platform == "win32":
+        os.startfile(target)
+    elif sys.platform == "darwin":
+        subprocess.Popen(["open", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        subprocess.Popen(["xdg-open", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class TrayApp:
+    def __init__(self, paths: AppPaths, loaded: LoadedSettings, overrides: Overrides) -> None:
+        self.paths = paths
+        # The keyring is read in a short-lived child process: loading its backends would add
+        # about 20 MiB to a process that runs all day, for one read at start-up.
+        self.engine = Engine(
+            paths,
+            overrides=overrides,
+            keys=KeyStore(read_in_child=True),
+            front_end="tray",
+            on_alert=self._on_alert,
+            loaded=loaded,
+        )
+        self.state = self.engine.state
+        self.launch_at_login = for_this_os()
+        self.icons: IconSet = icon_set()
+        self.icon: Any = None
+        self.ui: UiThread
+        self.popup: TkPopup | None = None  # xorg only
+        self.notifier: Notifier
+        self.channel: ChannelServer | None = None
+        self.view = present(self.state.snapshot, launch_at_login=False)
+        self._shown: Snapshot | None = None
+        self._pulse_frame: int | None = None
+        self._dialog: subprocess.Popen[bytes] | None = None
+        self._quitting = False
+        self._setup_offered = False  # the first start without a key opens Settings once
+
+    # --- menu actions (UI thread) ---
+
+    def on_click(self, item: Item) -> None:
+        actions = {
+            Item.ENABLED: self.activate,
+            Item.SEND_NOW: self.engine.send_now,
+            Item.SETTINGS: self.open_settings,
+            Item.LAUNCH_AT_LOGIN: self.toggle_launch_at_login,
+            Item.OPEN_POSTHOG: self.open_posthog,
+            Item.OPEN_LOG: self.open_log,
+            Item.QUIT: self.quit,
+        }
+        action = actions.get(item)
+        if action is not None:
+            action()
+
+    def activate(self) -> None:
+        """The default action (a left click, or the first menu item)."""
+        snap = self.state.snapshot
+        if default_action(snap) is Item.SETTINGS:
+            self.open_settings()
+        else:
+            self.engine.set_enabled(not self.engine.ticker.enabled)
+
+    def open_settings(self) -> None:
+        if self._dialog is not None and self._dialog.poll() is None:
+            return  # already open
+        try:
+            self._dialog = subprocess.Popen(app_command("settings"))
+        except OSError as exc:
+            log.exception("Could not open the settings dialog")
+            self.notifier.show("Settings could not open", f"{exc.strerror or exc}.")
+
+    def toggle_launch_at_login(self) -> None:
+        try:
+            if self.launch_at_login.is_enabled():
+                self.launch_at_login.disable()
+            else:
+                self.launch_at_login.enable()
+        except LaunchAtLoginError as exc:
+            self.notifier.show("Launch at login unchanged", str(exc))
+        self.render()
+
+    def open_posthog(self) -> None:
+        url = app_host(self.engine.settings.host)
+
+        def open_url() -> None:
+            if not webbrowser.open(url):
+                log.warning("No web browser could open %s", url)
+                self.ui.call(
+                    lambda: self.notifier.show(
+                        "No web browser found", f"Open {url} in a browser yourself."
+                    )
+                )
+
+        threading.Thread(target=open_url, name="open-posthog", daemon=True).start()
+
+    def open_log(self) -> None:
+        log_file = self.paths.log_file
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            log_file.touch(exist_ok=True)
+            open_with_desktop(str(log_file))
+        except OSError as exc:
+            log.warning("Could not open the log %s: %s", log_file, exc)
+            self.notifier.show(
+                "The log could not be opened",
+                f"No program to open it was found ({exc.strerror or exc}); it is {log_file}.",
+            )
+
+    def quit(self) -> None:
+        if self._quitting:
+            return
+        self._quitting = True
+        log.info("Quitting")
+        self.engine.stop(timeout=1.0)
+        if self.channel is not None:
+            self.channel.close()
+        try:
+            self.icon.visible = False
+            self.icon.stop()
+        except Exception:
+            log.warning("Stopping the tray icon failed", exc_info=True)
+        if self.popup is not None:
+            self.popup.close()
+        if isinstance(self.ui, SelectUiThread):
+            self.ui.quit()
+
+    def on_command(self, command: str) -> None:
+        """From a second launch or the settings dialog, on the channel thread."""
+        if command == "reload":
+            self.ui.call(self._reload)
+        elif command == "settings":
+            self.ui.call(self.open_settings)
+
+    def _reload(self) -> None:
+        self.engine.reload()
+
+    # --- rendering (UI thread) ---
+
+    def on_snapshot(self, _snapshot: Snapshot) -> None:
+        """Called on the ticker's thread: hand the work to the UI thread."""
+        self.ui.call(self.render)
+
+    def _on_alert(self, alert: Alert) -> None:
+        """From the engine, on the ticker's thread."""
+        if self.engine.settings.notify:
+            self.ui.call(lambda: self.notifier.show(alert.title, alert.message))
+
+    def _launches(self) -> bool:
+        try:
+            return self.launch_at_login.is_enabled()
+        except Exception:
+            log.warning("Could not read the launch-at-login state", exc_info=True)
+            return False
+
+    def render(self) -> None:
+        snap = self.state.snapshot
+        before, self._shown = self._shown, snap
+        self.view = present(snap, self._launches())
+        if pulses(before, snap):
+            self._start_pulse()
+        elif self._pulse_frame is None:
+            self._set_image(self.icons.states[self.view.icon])
+        self.icon.title = self.view.title
+        self.icon.update_menu()
+        if not self._setup_offered and snap.needs_setup:
+            self._setup_offered = True
+            # A locked keyring: the dialog could not store a key either; the tooltip says why.
+            if snap.setup_problem != KEYRING_PROBLEM:
+                self.open_settings()
+
+    def _set_image(self, image: Any) -> None:
+        if self.icon.icon is not image:
+            self.icon.icon = image
+
+    def _start_pulse(self) -> None:
+        restart = self._pulse_frame is None
+        self._pulse_frame = 0
+        self._set_image(self.icons.pulse[0])
+        if restart:
+            self.ui.call_later(PULSE_FRAME_MS, self._next_pulse_frame)
+
+    def _next_pulse_frame(self) -> None:
+        if self._pulse_frame is None or self._quitting:
+            return
+        self._pulse_frame += 1
+        if self._pulse_frame < len(self.icons.pulse):
+            self._set_image(self.icons.pulse[self._pulse_frame])
+            self.ui.call_later(PULSE_FRAME_MS, self._next_pulse_frame)
+        else:
+            self._pulse_frame = None
+            self._set_image(self.icons.states[self.view.icon])
+
+    # --- start-up ---
+
+    def run(self, pystray: Any, backend: str, *, autostart: bool) -> int:
+        title = "Heartbeat — starting"
+        first_image = self.icons.states[IconState.HEALTHY]
+        if backend == "xorg":
+            return self._run_xorg(first_image, title, autostart)
+        if backend in ("gtk", "appindicator"):
+            from gi.repository import GLib  # type: ignore[import-not-found,unused-ignore]
+
+            GLib.set_prgname("heartbeat-tray")  # the window class trays and docks show
+        icon = pystray.Icon("heartbeat-tray", first_image, title)
+        self.ui = PostingUiThread(poster_for(backend))
+        icon.menu = to_pystray(lambda: self.view, self.on_click, self.ui)
+        self.icon = icon
+        self.notifier = Notifier(icon)
+
+        def setup(i: Any) -> None:
+            i.visible = True
+            self._start_core(autostart)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.ui.call(self.quit))
+        try:
+            icon.run(setup=setup)
+        except Exception:
+            if not self._quitting:
+                raise
+            # pystray's gtk backend raises while tearing down when no notification daemon runs
+            log.warning("The tray backend failed while quitting", exc_info=True)
+        return EXIT_OK
+
+    def _run_xorg(self, first_image: Any, title: str, autostart: bool) -> int:
+        from heartbeat_tray.tray.xorg import XorgIcon, start_in_thread
+
+        ui = self.ui = SelectUiThread()
+        popup = self.popup = TkPopup(lambda: self.view, self.on_click, ui)
+        self.icon = XorgIcon(
+            "heartbeat-tray",
+            first_image,
+            title,
+            menu=to_pystray(lambda: self.view, self.on_click, ui),
+            on_context_menu=lambda x, y: ui.call(lambda: popup.show(x, y)),
+        )
+        self.notifier = Notifier(self.icon)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: ui.call(self.quit))
+        start_in_thread(self.icon, on_ready=lambda: ui.call(self._show_icon))
+        self._start_core(autostart)
+        ui.run()
+        ui.close()
+        return EXIT_OK
+
+    def _show_icon(self) -> None:
+        self.icon.visible = True
+        log.info("Tray icon shown")
+
+    def _start_core(self, autostart: bool) -> None:
+        self.state.subscribe(self.on_snapshot)
+        self.channel = ChannelServer(self.paths.state_dir, self.on_command)
+        self.channel.start()
+        self._setup_offered = autostart  # at login: start quietly, no dialog
+        self.engine.start()
+
+
+def run_tray(
+    paths: AppPaths, loaded: LoadedSettings, overrides: Overrides, *, autostart: bool
+) -> int:
+    pystray, backend = import_pystray()
+    lock = InstanceLock(paths.lock_file)
+    if not lock.acquire():
+        if send_command(paths.state_dir, "settings"):
+            print("Heartbeat Tray is already running; it has been asked to open its settings.")
+            return EXIT_OK
+        if sys.stderr is not None:
+            print(lock.busy_message("stop its 'run' to use the tray instead"), file=sys.stderr)
+        return EXIT_OK
+    try:
+        log.info("Tray starting with the %s backend", backend)
+        app = TrayApp(paths, loaded, overrides)
+        return app.run(pystray, backend, autostart=autostart)
+    finally:
+        lock.release()
