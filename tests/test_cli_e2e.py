@@ -103,18 +103,38 @@ def test_no_key_stored_exits_2_and_says_how_to_set_one(
     assert server.capture_requests() == []
 
 
-def test_corrupt_settings_file_is_set_aside_and_reported(app: App, server: CaptureServer) -> None:
-    app.write_config("interval_seconds = [not toml")
-    result = app.run("once", "--host", server.url, env=with_key())
-    assert result.returncode == 2
-    assert "Settings file was invalid" in result.stderr
-    (aside,) = app.config_file.parent.glob("config.toml.bad-*")
-    assert aside.read_text() == "interval_seconds = [not toml"
-    status = app.status()
-    assert status["settings_problem"] is not None and str(aside) in status["settings_problem"]
-    assert status["settings"]["interval_seconds"] == 60  # defaults in use
-    # the app keeps working with the defaults
-    assert app.run("once", "--host", server.url, env=with_key()).returncode == 0
+@pytest.mark.parametrize(
+    ("second_line", "problem"),
+    [
+        ('event = "heartbeat', "config.toml line 2: a text value has no closing quote"),
+        ("interval_seconds = 0", "config.toml line 2: Interval must be a whole number"),
+    ],
+)
+def test_a_typo_in_the_settings_file_sends_nothing_anywhere_and_moves_nothing(
+    app: App, server: CaptureServer, second_line: str, problem: str
+) -> None:
+    content = f'host = "{server.url}"\n{second_line}\n'
+    app.write_config(content)
+    status = app.run("status", env=with_key())
+    assert status.returncode == 0 and problem in status.stdout
+    assert f"host:            {server.url}" in status.stdout  # never a host the user did not name
+    for command in ("once", "check", "run"):
+        result = app.run(command, env=with_key())
+        assert result.returncode == 2, command
+        assert problem in result.stderr and "open Settings" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert server.requests == []  # not one request, to any host
+    assert app.config_file.read_text() == content
+    assert [p.name for p in app.config_file.parent.iterdir()] == ["config.toml"]
+    data = app.status()
+    assert data["settings_problem"].startswith(problem)
+    assert data["settings"]["host"] == server.url
+
+
+def test_unknown_settings_are_warned_about_in_status(app: App) -> None:
+    app.write_config("intervall_seconds = 5\n")
+    text = app.run("status").stdout
+    assert "unknown setting 'intervall_seconds' — did you mean 'interval_seconds'?" in text
 
 
 def test_check_asks_the_flags_endpoint(app: App, server: CaptureServer) -> None:

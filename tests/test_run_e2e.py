@@ -195,3 +195,50 @@ def test_the_key_is_in_no_file_the_app_wrote(app: App, server: CaptureServer) ->
     assert app.log_file in written
     for path in written:
         assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_sighup_rereads_the_file_and_keeps_this_runs_overrides(
+    app: App, server: CaptureServer
+) -> None:
+    app.write_config('event = "from-file"\n')
+    proc = start_run(app, server)  # --interval 1 --host <loopback>
+    server.wait_for_events(2)
+    assert app.status()["settings"]["interval_seconds"] == 1  # what the running process uses
+    assert app.status()["settings_source"].startswith("the running run")
+    app.write_config('event = "renamed"\ninterval_seconds = 60\n')
+    proc.send_signal(signal.SIGHUP)
+    count = len(server.events)
+    events = server.wait_for_events(count + 3, timeout=10)  # still every second, same host
+    assert events[-1]["event"] == "renamed"
+    assert events[-1]["properties"]["interval_seconds"] == 1
+    assert app.status()["settings"]["event"] == "renamed"
+    stop(proc)
+
+
+def test_a_reload_into_a_broken_file_keeps_the_last_good_settings(
+    app: App, server: CaptureServer
+) -> None:
+    proc = start_run(app, server)
+    server.wait_for_events(2)
+    app.write_config('host = "https://us.i.posthog.com"\nevent = "oops\n')
+    proc.send_signal(signal.SIGHUP)
+    count = len(server.events)
+    events = server.wait_for_events(count + 3, timeout=10)  # beats go on, to the same host
+    assert {e["event"] for e in events} == {"heartbeat"}
+    _, _, err = stop(proc)
+    assert (
+        "Kept the last good settings: config.toml line 2: a text value has no closing quote" in err
+    )
+
+
+def test_status_while_run_runs_never_stops_a_start(app: App, server: CaptureServer) -> None:
+    for _ in range(20):  # status takes no lock: a run started meanwhile always starts
+        app.run("status")
+    proc = start_run(app, server)
+    checks = [app.start("status") for _ in range(5)]
+    server.wait_for_events(2)
+    for check in checks:
+        check.communicate(timeout=30)
+    assert proc.poll() is None
+    assert app.status()["running"] == proc.pid
+    stop(proc)

@@ -59,7 +59,7 @@ def test_a_valid_file_is_read(tmp_path: Path) -> None:
         ("[properties]\nsequence = 5", "config.toml line 1: Extra property 'sequence' is set by"),
         (
             'host = "https://eu.i.posthog.com"\nevent = "heartbeat',
-            "config.toml line 2: unterminated string",
+            "config.toml line 2: a text value has no closing quote",
         ),
         ("this is not toml", "config.toml line 1: "),
     ],

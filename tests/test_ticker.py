@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from heartbeat_tray.core.app_state import AppState, Health
 from heartbeat_tray.core.outbox import Outbox
 from heartbeat_tray.core.settings import Settings
-from heartbeat_tray.core.ticker import MAX_BATCH, Ticker, TickerConfig
+from heartbeat_tray.core.ticker import MAX_BATCH, Ticker, TickerConfig, request_timeout
 from heartbeat_tray.posthog.capture import PostHogClient
 from tests.fakes import FakeClock, FakePostHog
 
@@ -304,3 +305,119 @@ def test_no_key_means_needs_setup_and_no_beats(tmp_path: Path) -> None:
     snap = h.state.snapshot
     assert snap.health is Health.NEEDS_SETUP
     assert snap.status_line == "No API key — open Settings"
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (301, "Moved Permanently"),
+        (307, "Temporary Redirect"),
+        (404, "Not Found"),
+        (405, "Method Not Allowed"),
+    ],
+)
+def test_a_redirect_or_a_404_keeps_every_beat_and_says_check_the_host(
+    tmp_path: Path, status: int, words: str
+) -> None:
+    h = Harness(tmp_path, Settings(interval_seconds=1))
+    h.server.answer = respond(503)
+    h.run_until(299.5)  # 300 beats queued by an outage
+    h.server.answer = respond(status, Location="https://elsewhere.example/batch/")
+    h.run_until(3600)  # an hour behind a misconfigured proxy
+    assert h.outbox.count() == 3601  # not one beat lost
+    assert h.state.snapshot.missed == 0
+    requests_while_wrong = len(h.server.requests) - 300
+    assert requests_while_wrong == 1  # it stopped at the first such answer: no storm, no halving
+    snap = h.state.snapshot
+    assert snap.health is Health.WRONG_HOST
+    assert (
+        snap.status_line
+        == f"PostHog at {h.settings.host} answered {status} {words} — check the host"
+    )
+    h.server.answer = None
+    h.ticker.apply(TickerConfig(h.settings, "test-install"))  # the user fixed the host
+    h.run_until(3700)
+    assert len({e["uuid"] for e in h.server.accepted}) == 3701
+
+
+def test_only_a_400_drops_a_beat_and_only_that_one(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.server.answer = lambda events: (
+        httpx.Response(400)
+        if any(e["properties"]["sequence"] == 2 for e in events)
+        else httpx.Response(200)
+    )
+    h.run_until(180)
+    assert [e["properties"]["sequence"] for e in h.server.accepted] == [1, 3, 4]
+    assert h.state.snapshot.missed == 1
+
+
+def test_a_broken_settings_file_sends_nothing_anywhere(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.ticker.apply(TickerConfig(h.settings, "test-install", problem="config.toml line 3: bad"))
+    h.run_until(600)
+    assert h.server.requests == []
+    snap = h.state.snapshot
+    assert snap.health is Health.NEEDS_SETUP and snap.status_line == "config.toml line 3: bad"
+
+
+class FailingWrites:
+    """An outbox whose disk is full for a while (SQLite says 'database or disk is full')."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.full = False
+        self._add = outbox.add
+        outbox.add = self.add  # type: ignore[method-assign]
+
+    def add(self, *args: Any) -> Any:
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._add(*args)
+
+
+def test_a_full_disk_still_sends_the_live_beat_says_so_and_recovers(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    disk = FailingWrites(h.outbox)
+    h.run_until(60)
+    disk.full = True
+    h.run_until(240)
+    assert len(h.server.accepted) == 5  # the live beats went out all the same
+    assert [e["properties"]["sequence"] for e in h.server.accepted] == [1, 2, 3, 4, 5]
+    assert h.state.snapshot.status_line == "Disk full — beats are not being kept"
+    disk.full = False
+    h.run_until(300)
+    assert h.state.snapshot.storage_problem is None
+    assert h.state.snapshot.status_line.startswith("Last accepted")
+    assert [e["properties"]["sequence"] for e in h.server.accepted][-1] == 6
+
+
+def test_a_backfill_request_gets_the_whole_deadline_or_waits_for_the_next_beat(
+    tmp_path: Path,
+) -> None:
+    timeouts: list[float] = []
+    h = Harness(tmp_path, Settings(interval_seconds=20))
+    real = h.client.send_batch
+
+    def spy(host: str, key: str, events: Any, timeout: float) -> Any:
+        timeouts.append(timeout)
+        return real(host, key, events, timeout)
+
+    h.client.send_batch = spy  # type: ignore[method-assign]
+    h.server.answer = respond(503)
+    h.run_until(200)
+    h.server.answer = None
+    h.run_until(400)
+    assert h.outbox.count() == 0
+    # every request had the whole 10 s deadline, or at least 40 % of an interval: no sliver
+    assert min(timeouts) >= 0.4 * 20
+
+
+def test_the_request_deadline_is_half_the_interval_up_to_10_s_and_at_least_1_s() -> None:
+    assert [request_timeout(i) for i in (1, 2, 5, 20, 60, 3600)] == [
+        1.0,
+        1.0,
+        2.5,
+        10.0,
+        10.0,
+        10.0,
+    ]

@@ -250,7 +250,8 @@ class Outbox:
 
     def _bump_sequence(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
-        value = int(row[0]) + 1 if row else 1
+        # After beats sent unkept (a full disk), the numbering goes on from theirs.
+        value = max(int(row[0]) + 1 if row else 1, self._unkept_sequence + 1)
         self._db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('sequence', ?)", (str(value),)
         )

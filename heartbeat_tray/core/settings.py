@@ -360,6 +360,8 @@ def load_settings(path: Path) -> LoadedSettings:
         line = (match["line"] or len(text.rstrip("\n").splitlines()) or 1) if match else None
         where = f"{name} line {line}" if line else name
         what = (match["what"] if match else message).rstrip(".")
+        if what in ("Unterminated string", "Illegal character '\\n'"):
+            what = "a text value has no closing quote"
         what = what[:1].lower() + what[1:]
         return _broken(_readable_values(text), f"{where}: {what}{_fix_hint(name)}.")
     settings, errors, warnings = settings_from_mapping(data)
@@ -376,7 +378,8 @@ def load_settings(path: Path) -> LoadedSettings:
 
 
 def _broken(settings: Settings, problem: str, warnings: list[str] | None = None) -> LoadedSettings:
-    log.error("Settings file problem: %s", problem)
+    # For the log file only: whoever reads the file says it to the user in its own words.
+    log.warning("Settings file problem: %s", problem, extra={"console": False})
     return LoadedSettings(settings, problem=problem, warnings=tuple(warnings or ()))
 
 

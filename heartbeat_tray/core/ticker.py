@@ -36,6 +36,8 @@ __all__ = ["MAX_BATCH", "Ticker", "TickerConfig", "request_timeout"]
 
 MAX_REQUEST_TIMEOUT = 10.0
 MIN_REQUEST_TIMEOUT = 1.0  # below this a healthy server's ordinary answer times out
+MIN_BACKFILL_SHARE = 0.4  # of an interval, at the least, for one backfill request
+BACKFILL_MARGIN = 0.05  # seconds kept free before the next live beat
 
 # Short enough for a tooltip; the full sentence is in the log.
 KEYRING_PROBLEM = "Keyring unavailable — unlock it or set POSTHOG_PROJECT_API_KEY"
@@ -175,25 +177,29 @@ class Ticker:
             self._enforce_bounds(wall)
 
         sent = False
-        timeout = request_timeout(self._config.settings.interval_seconds)
+        interval = self._config.settings.interval_seconds
+        timeout = request_timeout(interval)
+        # A backfill request ends before the next live beat, and gets a fair share of the
+        # time: the whole deadline, or at least 40 % of an interval; else it waits for the beat.
+        least = min(timeout, MIN_BACKFILL_SHARE * interval)
         if key and self._policy.may_send(now):
             if live:
                 self._deliver(live, live=True, timeout=timeout)
                 sent = True
-            elif now >= self._policy.retry_at and self._window(now) >= timeout:
+            elif now >= self._policy.retry_at and self._window(now) >= least:
                 batch = self._outbox.oldest(self._policy.batch_limit)
                 if batch:
-                    self._deliver(batch, live=False, timeout=timeout)
+                    self._deliver(batch, live=False, timeout=min(timeout, self._window(now)))
                     sent = True
         self._publish()
         if sent:
             return self._clock.monotonic()  # look again at once: more backlog, or the next due
-        return self._next_wake(key, now, timeout)
+        return self._next_wake(key, now, least)
 
     def _window(self, now: float) -> float:
-        """Time until the next live beat: a backfill request must end before it."""
+        """Time until the next live beat (less a margin): a backfill request ends before it."""
         due = self._schedule.next_due
-        return MAX_REQUEST_TIMEOUT if due is None else due - now
+        return MAX_REQUEST_TIMEOUT if due is None else due - now - BACKFILL_MARGIN
 
     def _next_wake(self, key: str | None, now: float, timeout: float) -> float | None:
         if not key:
