@@ -1,7 +1,7 @@
 """Heartbeat Tray against a loop around the official posthog-python SDK, in the same run.
 
     benchmarks/run            (installs what it needs, then runs this)
-    .venv/bin/python benchmarks/bench.py [--quick]
+    .venv-test/bin/python benchmarks/bench.py [--quick]
 
 Prints one table and writes it as Markdown (benchmarks/results.md). Ratios are ours/peer: on a
 noisy machine the ratio holds where absolute numbers do not. No figure is massaged; a missed

@@ -1,6 +1,6 @@
 """Writes assets/ from heartbeat_tray/icon_art.py, the one source of the icon art.
 
-    .venv/bin/python scripts/make_icons.py
+    .venv-test/bin/python scripts/make_icons.py
 
 PNGs of every state at the usual tray and launcher sizes, the pulse frames, a multi-size .ico
 (Windows build) and an .icns (macOS bundle). tests/test_icon_art.py fails when assets/ and the

@@ -1,7 +1,7 @@
 """A stand-in desktop notification daemon on the session bus (org.freedesktop.Notifications):
 records each Notify call as a JSON line, so tests see exactly what a user would have seen.
 
-    python tests/fake_notifications.py OUT_FILE
+    python -m testkit.fake_notifications OUT_FILE
 """
 
 from __future__ import annotations

@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
+
+pytestmark = pytest.mark.bench
 
 
 def test_every_scenario_produces_figures_for_ours_and_the_peer(tmp_path: Path) -> None:

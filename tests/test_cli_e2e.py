@@ -15,6 +15,8 @@ from heartbeat_tray import __version__
 from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, secret_tool_lookup
 
+pytestmark = pytest.mark.slow
+
 WRONG_KEY = "phc_wrongKey0123456789abcdefghijklmnopqrstuv"
 
 

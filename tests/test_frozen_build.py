@@ -17,6 +17,8 @@ from testkit.desktop import Desktop, start_desktop
 from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, ROOT, App, secret_tool_lookup, wait_until
 
+pytestmark = pytest.mark.frozen
+
 REPORT = ROOT / "test-artifacts" / "frozen-build.json"
 
 

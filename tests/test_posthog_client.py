@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socketserver
+import threading
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -110,3 +114,46 @@ def test_key_check_asks_the_flags_endpoint(status: int, verdict: KeyCheckVerdict
     assert str(seen[0].url) == "https://us.i.posthog.com/flags/?v=2"
     assert json.loads(seen[0].content) == {"api_key": KEY, "distinct_id": "d"}
     assert KEY not in result.message
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308, 404, 405])
+def test_a_redirect_or_a_missing_route_means_the_host_is_wrong(status: int) -> None:
+    result = client_answering(status, {"Location": "https://elsewhere.example/"}).send_batch(
+        "https://h", KEY, [EVENT], timeout=1
+    )
+    assert result.verdict is Verdict.WRONG_HOST
+
+
+class Trickle(socketserver.BaseRequestHandler):
+    """A server that answers 200, one byte every 0.25 s: every read succeeds, none ends."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000
+        with contextlib.suppress(OSError):
+            for byte in answer:
+                self.request.sendall(bytes([byte]))
+                time.sleep(0.25)
+
+
+def test_a_trickling_server_cannot_hold_a_request_past_its_deadline() -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = PostHogClient()
+    try:
+        started = time.monotonic()
+        result = client.send_batch(
+            f"http://127.0.0.1:{server.server_address[1]}", KEY, [EVENT], timeout=1.5
+        )
+        took = time.monotonic() - started
+        # httpx alone (per-read timeouts) would wait for all 2,000 bytes: over 8 minutes
+        assert result.verdict is Verdict.TRANSIENT
+        assert result.reason == "timed out (no complete answer within 1.5 s)"
+        assert took < 10.0, took  # the deadline held (a margin for a loaded machine)
+        check = client.check_key(f"http://127.0.0.1:{server.server_address[1]}", KEY, "d", 1.0)
+        assert "no complete answer within 1 s" in check.message
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

@@ -9,8 +9,12 @@ import time
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, wait_until
+
+pytestmark = pytest.mark.slow
 
 ENV = {"POSTHOG_PROJECT_API_KEY": KEY}
 

@@ -14,6 +14,8 @@ from testkit.desktop import Desktop, start_desktop
 from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, secret_tool_lookup, wait_until
 
+pytestmark = pytest.mark.desktop
+
 DIALOG_CLASS = "heartbeat-tray-settings"
 # Tab stops after the key field: Show, Event, Distinct id, Interval, Properties, Backfill,
 # Notify, Launch at login, Test connection.
@@ -188,5 +190,62 @@ def test_a_saved_interval_reaches_the_running_tray_within_a_second(
     assert all(2.7 <= gap <= 3.3 for gap in early), early
     assert all(0.7 <= gap <= 1.3 for gap in late), late
     assert load_settings(app.config_file).settings.interval_seconds == 1
+    tray.terminate()
+    assert tray.wait(timeout=5) == 0
+
+
+def test_enter_in_extra_properties_is_a_new_line_not_save(
+    app: App, keyring_session: dict[str, str], desktop: Desktop
+) -> None:
+    proc = open_dialog(app, desktop)
+    type_text(desktop, KEY)
+    keys(desktop, *["Tab"] * (TABS_TO_INTERVAL + 1))  # into Extra properties
+    type_text(desktop, "team = infra")
+    keys(desktop, "Return")  # a new line: the dialog stays open
+    type_text(desktop, "tier = 2")
+    desktop.screenshot("dialog-properties", None)
+    assert proc.poll() is None
+    keys(desktop, "Tab", "Return")  # out of the text box, then Enter saves
+    assert proc.wait(timeout=10) == 0
+    assert load_settings(app.config_file).settings.properties == {"team": "infra", "tier": 2}
+
+
+def test_the_dialog_opens_on_a_broken_file_and_save_keeps_the_old_one(
+    app: App, keyring_session: dict[str, str], desktop: Desktop
+) -> None:
+    broken = 'host = "https://eu.i.posthog.com"\ninterval_seconds = 0\n'
+    app.write_config(broken)
+    proc = open_dialog(app, desktop)
+    desktop.screenshot("dialog-broken-file", None)
+    assert app.config_file.read_text() == broken  # opening it changed nothing
+    type_text(desktop, KEY)
+    keys(desktop, *["Tab"] * TABS_TO_INTERVAL, "ctrl+a")
+    type_text(desktop, "30")
+    keys(desktop, "Return")
+    assert proc.wait(timeout=10) == 0
+    saved = load_settings(app.config_file)
+    assert saved.usable and saved.settings.host == "https://eu.i.posthog.com"  # as read
+    assert saved.settings.interval_seconds == 30
+    (backup,) = app.config_file.parent.glob("config.toml.bak-*")
+    assert backup.read_text() == broken
+
+
+def test_a_click_on_the_needs_setup_icon_opens_settings_and_never_disables(
+    app: App, keyring_session: dict[str, str], desktop: Desktop, server: CaptureServer
+) -> None:
+    app.write_config(f'host = "{server.url}"\ninterval_seconds = 1\n')
+    before = app.config_file.read_text()
+    tray = app.start("tray", "--autostart", env=desktop.env)  # at login: no dialog by itself
+    window = desktop.icon_window()
+    wait_until(lambda: "No API key" in (desktop.title(window) or ""), what="needs setup")
+    shown = log_lines(app).count("Settings dialog shown")
+    desktop.click(window, 1)
+    wait_for_dialog(app, desktop, shown)
+    assert app.config_file.read_text() == before  # enabled stays as it was
+    assert "Heartbeat disabled" not in log_lines(app)
+    type_text(desktop, KEY)
+    keys(desktop, "Return")
+    server.wait_for_events(2)  # set up, and beating: not left disabled
+    wait_until(lambda: "Last accepted" in (desktop.title(window) or ""), what="healthy title")
     tray.terminate()
     assert tray.wait(timeout=5) == 0

@@ -17,12 +17,28 @@ import pytest
 from PIL import Image
 
 from heartbeat_tray.tray.icon_art import AMBER, BLUE, GREY, RED
+from heartbeat_tray.tray.presenter import MENU, Item
 from testkit.desktop import Desktop, menu_item_centres, start_desktop
 from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, wait_until
 
-MENU_LAYOUT = [3, 5, 1]  # Enabled, status, counters | Send, Settings, Login, PostHog, Log | Quit
-SEND_NOW, QUIT = 3, 8
+pytestmark = pytest.mark.desktop
+
+
+def menu_layout() -> list[int]:
+    """Entries per group between separators, from the menu model every backend renders."""
+    groups = [0]
+    for entry in MENU:
+        if entry is None:
+            groups.append(0)
+        else:
+            groups[-1] += 1
+    return groups
+
+
+def menu_index(item: Item) -> int:
+    """Where an entry is, by name (separators are not entries)."""
+    return [entry for entry in MENU if entry is not None].index(item)
 
 
 @pytest.fixture
@@ -67,7 +83,7 @@ def wait_title(desktop: Desktop, window: int, text: str) -> str:
     )
 
 
-def open_menu_and_click(desktop: Desktop, window: int, index: int) -> None:
+def open_menu_and_click(desktop: Desktop, window: int, item: Item) -> None:
     desktop.click(window, 3)
     menu = wait_until(
         lambda: desktop.xdotool("search", "--onlyvisible", "--class", "Menu").split(),
@@ -75,8 +91,8 @@ def open_menu_and_click(desktop: Desktop, window: int, index: int) -> None:
     )[-1]
     desktop.screenshot("tray-menu")
     x, y, _, _ = desktop.geometry(int(menu))
-    centres = menu_item_centres(desktop.grab(int(menu)), MENU_LAYOUT)
-    cx, cy = centres[index]
+    centres = menu_item_centres(desktop.grab(int(menu)), menu_layout())
+    cx, cy = centres[menu_index(item)]
     desktop.click_at(x + cx, y + cy)
 
 
@@ -112,11 +128,11 @@ def test_menu_send_now_delivers_a_beat_and_quit_exits_fast(
 ) -> None:
     proc, window = start_tray(keyed_app, desktop, server, "3600")
     server.wait_for_events(1)
-    open_menu_and_click(desktop, window, SEND_NOW)
+    open_menu_and_click(desktop, window, Item.SEND_NOW)
     events = server.wait_for_events(2)
     assert len({e["uuid"] for e in events}) == 2
     wait_title(desktop, window, "Last accepted")
-    open_menu_and_click(desktop, window, QUIT)
+    open_menu_and_click(desktop, window, Item.QUIT)
     started = time.monotonic()
     proc.wait(timeout=5)
     assert time.monotonic() - started < 2.0
@@ -239,7 +255,7 @@ def notifications(
     """A notification daemon on the app's session bus; yields a reader of what it was sent."""
     out = tmp_path / "notifications.jsonl"
     daemon = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fake_notifications.py")), str(out)],
+        [sys.executable, "-m", "testkit.fake_notifications", str(out)],
         env=app.env,
         stdout=subprocess.PIPE,
         text=True,
