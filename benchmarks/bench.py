@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from heartbeat_tray.core.event import build_event  # noqa: E402
+from heartbeat_tray.core.event import BeatTemplate  # noqa: E402
 from heartbeat_tray.core.outbox import Outbox  # noqa: E402
 from testkit.keyring_session import start_keyring_session  # noqa: E402
 from testkit.posthog_server import CaptureServer  # noqa: E402
@@ -391,27 +390,15 @@ def accuracy(beats: int, interval: float) -> list[Row]:
 
 def fill_outbox(path: Path, count: int) -> None:
     """What a long outage leaves behind: ``count`` beats, one a minute, ending now."""
-    Outbox(path).close()  # creates the schema
+    outbox = Outbox(path)
+    template = BeatTemplate("heartbeat", "backlog", 60, {})
     now = datetime.now(UTC)
-    rows = []
-    for n in range(1, count + 1):
-        moment = now - timedelta(minutes=count - n + 1)
-        beat_id = str(uuid.uuid4())
-        event = build_event(
-            event="heartbeat",
-            distinct_id="backlog",
-            uuid=beat_id,
-            timestamp=moment,
-            sequence=n,
-            interval_seconds=60,
-            extra_properties={},
-        )
-        rows.append((beat_id, moment.timestamp(), json.dumps(event, separators=(",", ":"))))
-    db = sqlite3.connect(path)
-    with db:
-        db.executemany("INSERT INTO beats (uuid, created_at, payload) VALUES (?, ?, ?)", rows)
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('sequence', ?)", (str(count),))
-    db.close()
+    try:
+        for n in range(1, count + 1):
+            moment = now - timedelta(minutes=count - n + 1)
+            outbox.add(str(uuid.uuid4()), moment.timestamp(), template)
+    finally:
+        outbox.close()
 
 
 def backlog(count: int) -> list[Row]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import ssl
 import stat
 import subprocess
@@ -283,3 +284,27 @@ def test_a_certificate_the_system_does_not_trust_is_a_tls_error(app: App, tmp_pa
         assert server.capture_requests() == []  # nothing was sent over an untrusted link
     finally:
         server.stop()
+
+
+def test_a_locked_outbox_is_never_set_aside_and_nothing_queued_is_lost(app: App) -> None:
+    from heartbeat_tray.core.event import BeatTemplate
+    from heartbeat_tray.core.outbox import Outbox
+
+    path = app.state_dir / "outbox.sqlite3"
+    outbox = Outbox(path)
+    for n in range(53):
+        outbox.add(f"beat-{n}", 1_700_000_000.0 + n, BeatTemplate("heartbeat", "d", 60, {}))
+    outbox.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the file for a while
+    try:
+        locked = app.run("status", "--json")
+        assert locked.returncode == 0 and "Traceback" not in locked.stderr
+        assert json.loads(locked.stdout)["outbox"]["error"] is not None  # said, not hidden
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sorted(p.name for p in app.state_dir.glob("outbox.sqlite3*"))[0] == "outbox.sqlite3"
+    assert not list(app.state_dir.glob("*.bad-*"))
+    assert app.status()["outbox"]["queued"] == 53

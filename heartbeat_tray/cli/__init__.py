@@ -1,4 +1,4 @@
-"""The command line (spec §3). Errors are one sentence on stderr; tracebacks go to the log."""
+"""The command line: errors are one sentence on stderr; tracebacks go to the log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line's shape (spec §3): each command names the function that runs it."""
+"""The command line's shape: each command names the function that runs it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The heartbeat event, exactly as PostHog receives it (spec §5)."""
+"""The heartbeat event, exactly as PostHog receives it (the README lists its fields)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pystray's xorg backend with its four defects fixed (pystray 0.19.5; see desktop-platforms.md).
+"""pystray's xorg backend with its four defects fixed (pystray 0.19.5).
 
 1. It asked the tray to dock the icon on every icon update; tray hosts then re-embed it, and an
    animated icon re-docks on every frame or lands on the root window. We dock only while not
