@@ -219,7 +219,7 @@ def test_the_dialog_opens_on_a_broken_file_and_save_keeps_the_old_one(
     desktop.screenshot("dialog-broken-file", None)
     assert app.config_file.read_text() == broken  # opening it changed nothing
     type_text(desktop, KEY)
-    keys(desktop, *["Tab"] * TABS_TO_INTERVAL, "ctrl+a")
+    keys(desktop, *["Tab"] * TABS_TO_INTERVAL, "End", *["BackSpace"] * 6)
     type_text(desktop, "30")
     keys(desktop, "Return")
     assert proc.wait(timeout=10) == 0
