@@ -1,9 +1,9 @@
 """One engine for every front end: ``run`` and the tray build the heartbeat here, the same way.
 
 It owns the settings as the process sees them (the file, with the per-run overrides on top for
-the life of the process), the outbox, the PostHog client, the app state and the ticker, and it
-turns state changes into alerts for whichever front end runs it: desktop notifications in the
-tray, log lines in ``run``.
+the life of the process), the outbox, the PostHog clients, the app state, the ticker and the
+ingestion poller, and it turns state changes into alerts for whichever front end runs it:
+desktop notifications in the tray, log lines in ``run`` (the webhook works in both).
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from dataclasses import replace
 import httpx
 
 from heartbeat_tray.core.alert_rules import Alert, delivery_alert
+from heartbeat_tray.core.api_key import KeyKind
 from heartbeat_tray.core.app_state import AppState, Snapshot
 from heartbeat_tray.core.clock import Clock
+from heartbeat_tray.core.ingestion_store import IngestionStore
 from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
 from heartbeat_tray.core.settings import (
     LoadedSettings,
     Overrides,
@@ -31,10 +34,12 @@ from heartbeat_tray.core.settings import (
 )
 from heartbeat_tray.core.ticker import Ticker, TickerConfig
 from heartbeat_tray.posthog.capture import PostHogClient
+from heartbeat_tray.posthog.query import QueryClient
 from heartbeat_tray.system.atomic_file import write_atomically
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.log_setup import never_log
 from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.system.webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class Engine:
         *,
         overrides: Overrides,
         keys: KeyStore,
+        personal_keys: KeyStore | None = None,
         front_end: str,
         on_alert: AlertSink,
         loaded: LoadedSettings | None = None,
@@ -58,6 +64,9 @@ class Engine:
         self.overrides = overrides
         self.front_end = front_end
         self.keys = keys
+        self.personal_keys = personal_keys or KeyStore(
+            kind=KeyKind.PERSONAL, read_in_child=keys.read_in_child
+        )
         self._on_alert = on_alert
         loaded = loaded or load_settings(paths.config_file)
         self.settings = loaded.settings.with_overrides(overrides)
@@ -72,14 +81,35 @@ class Engine:
             state=self.state,
             clock=clock,
         )
+        self.query_client = QueryClient(transport=transport)
+        self.webhooks = WebhookSender(transport=transport)
+        self.ingestion_store = IngestionStore(paths.outbox_file)
+        self.poller = IngestionPoller(
+            self._poller_config(self.settings, loaded.problem),
+            personal_key=lambda: self._secret(self.personal_keys),
+            project_key=lambda: self._secret(self.keys),
+            store=self.ingestion_store,
+            client=self.query_client,
+            state=self.state,
+            send_webhook=self.webhooks.send,
+            on_alert=on_alert,
+            clock=clock,
+        )
         self.state.subscribe_changes(self._alert)
 
     def _config(self, settings: Settings, problem: str | None = None) -> TickerConfig:
         distinct_id = settings.distinct_id or installation_id(self.paths.installation_id_file)
         return TickerConfig(settings, distinct_id, problem)
 
+    def _poller_config(self, settings: Settings, problem: str | None = None) -> PollerConfig:
+        return PollerConfig(settings, self._config(settings).distinct_id, problem)
+
     def _read_key(self) -> str | None:
-        key = self.keys.get()  # KeyringUnavailable goes to the ticker: "needs setup"
+        return self._secret(self.keys)  # KeyringUnavailable goes to the ticker: "needs setup"
+
+    @staticmethod
+    def _secret(store: KeyStore) -> str | None:
+        key = store.get()
         if key is None:
             return None
         never_log(key.value)
@@ -94,13 +124,19 @@ class Engine:
     def start(self) -> None:
         self._write_running_file()
         self.ticker.start()
+        self.poller.start()
 
     def stop(self, timeout: float = 1.0) -> bool:
         """Stop the ticker; True if it ended in time (then the outbox and client are closed)."""
         finished = self.ticker.stop(timeout)
+        checked = self.poller.stop(timeout)
         if finished:
             self.outbox.close()
             self.client.close()
+        if checked:
+            self.ingestion_store.close()
+            self.query_client.close()
+            self.webhooks.close()
         else:
             log.info("A request was still in flight; its beat stays queued for the next start")
         self._remove_running_file()
@@ -110,16 +146,19 @@ class Engine:
         """Read the file again, overrides on top; a broken file keeps the last good settings."""
         loaded = load_settings(self.paths.config_file)
         self.keys.forget_cached()  # the dialog (or 'key set') may have stored a new key
+        self.personal_keys.forget_cached()
         if loaded.problem:
             if self.state.snapshot.needs_setup:
                 # Nothing good to keep: still needs setup, now with this file's problem.
                 self.ticker.apply(self._config(loaded.settings, loaded.problem))
+                self.poller.apply(self._poller_config(loaded.settings, loaded.problem))
             else:
                 log.warning("Kept the last good settings: %s", loaded.problem)
             self.state.update(settings_problem=loaded.problem)
             return loaded
         self.settings = loaded.settings.with_overrides(self.overrides)
         self.ticker.apply(self._config(self.settings))
+        self.poller.apply(self._poller_config(self.settings))
         self.state.update(settings_problem=None)
         self._write_running_file()
         log.info("Settings reloaded")

@@ -42,7 +42,8 @@ class CaptureServer:
         self.tls = tls  # serve HTTPS with this context (e.g. a self-signed certificate)
         self.events: list[dict[str, Any]] = []
         self.requests: list[Request] = []
-        self.mode: str | int = "ok"  # "ok", "refuse", "hang", or an HTTP status to answer with
+        # "ok", "refuse", "hang", "trickle" (a 200 at one byte every 0.5 s), or an HTTP status
+        self.mode: str | int = "ok"
         self.retry_after: str | None = None
         self.max_batch: int | None = None  # larger batches get 413
         self.latency: Callable[[], float] | None = None  # seconds to wait before answering
@@ -108,9 +109,9 @@ class CaptureServer:
         with self._cond:
             self.mode = mode
             self.retry_after = retry_after
-        if previous == "hang" and mode != "hang":
+        if previous in ("hang", "trickle") and mode != previous:
             self._release_hang.set()
-        if mode == "hang":
+        if mode in ("hang", "trickle"):
             self._release_hang.clear()
         if mode == "refuse" and previous != "refuse":
             self._close_listener()
@@ -183,6 +184,13 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
                 server._release_hang.wait(60)
                 self.close_connection = True
                 return
+            if mode == "trickle":
+                with contextlib.suppress(ValueError, AttributeError):
+                    body = json.loads(raw)
+                    request.events = body.get("batch", [body])
+                server._record(request)
+                self._trickle()
+                return
             if server.latency is not None:
                 time.sleep(server.latency())
             try:
@@ -198,6 +206,18 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
                 self._capture(request, body, mode)
             else:
                 self._answer(request, 404, {"detail": "not found"})
+
+        def _trickle(self) -> None:
+            """Every read succeeds, and the answer never ends: only a whole-request deadline
+            stops the client (at most 2 minutes, or until the mode changes)."""
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b" " * 100_000
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                for byte in answer[:240]:
+                    if server.mode != "trickle" or server._release_hang.wait(0.5):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
 
         def _flags(self, request: Request, body: dict[str, Any]) -> None:
             key = body.get("api_key") or body.get("token")
@@ -222,6 +242,8 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
             request.events = [dict(e, _sent_at=body.get("sent_at")) for e in events]
             if isinstance(mode, int):
                 headers = {"Retry-After": server.retry_after} if server.retry_after else {}
+                if 300 <= mode < 400:  # a proxy that redirects: the key must not follow it
+                    headers["Location"] = f"{server.url}/elsewhere/"
                 self._answer(request, mode, {"status": mode}, headers)
                 return
             if not key:

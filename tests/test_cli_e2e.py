@@ -14,7 +14,7 @@ import pytest
 
 from heartbeat_tray import __version__
 from testkit.posthog_server import CaptureServer
-from tests.conftest import KEY, App, secret_tool_lookup
+from tests.conftest import KEY, App, secret_tool_lookup, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -188,7 +188,7 @@ def test_key_set_refuses_a_personal_key_and_stores_nothing(
 def test_no_keyring_backend_is_a_clear_message(app: App, server: CaptureServer) -> None:
     env = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
     for args, fragment in (
-        (("key", "set"), "Cannot store the API key: the system keyring is not available"),
+        (("key", "set"), "Cannot store the project API key: the system keyring is not available"),
         (("once", "--host", server.url), "Cannot read the API key: the system keyring is not"),
     ):
         result = app.run(*args, input=KEY, env=env)
@@ -308,3 +308,38 @@ def test_a_locked_outbox_is_never_set_aside_and_nothing_queued_is_lost(app: App)
     assert sorted(p.name for p in app.state_dir.glob("outbox.sqlite3*"))[0] == "outbox.sqlite3"
     assert not list(app.state_dir.glob("*.bad-*"))
     assert app.status()["outbox"]["queued"] == 53
+
+
+def test_help_says_where_the_key_comes_from_and_offers_only_what_means_something(
+    app: App,
+) -> None:
+    key_help = app.run("key", "--help").stdout
+    assert "standard input" in key_help
+    check_help = app.run("check", "--help").stdout
+    assert "--host" in check_help and "--interval" not in check_help
+    assert "--event" not in check_help
+
+
+def test_check_says_a_404_means_the_host_is_wrong(app: App, server: CaptureServer) -> None:
+    result = app.run("check", "--host", f"{server.url}/ingest", env=with_key())
+    assert result.returncode == 1
+    assert "answered 404 Not Found: this is not a PostHog ingest address" in result.stdout
+    assert "try again later" not in result.stdout
+
+
+def test_once_on_a_closed_port_says_by_whom_and_what_to_check(app: App) -> None:
+    result = app.run("once", "--host", "http://127.0.0.1:9", env=with_key())
+    assert result.returncode == 1
+    assert result.stdout.startswith("Not accepted: connection refused by http://127.0.0.1:9.")
+    assert "Check the host and your network" in result.stdout
+
+
+def test_status_says_the_last_answer_as_a_person_would(app: App, server: CaptureServer) -> None:
+    server.set_mode(503)
+    proc = app.start("run", "--interval", "1", "--host", server.url, env=with_key())
+    wait_until(lambda: app.status()["last_outcome"], what="an answer recorded")
+    proc.terminate()
+    proc.communicate(timeout=10)
+    text = app.run("status").stdout
+    assert "last answer:     not accepted, will retry (503 Service Unavailable)" in text
+    assert "transient" not in text

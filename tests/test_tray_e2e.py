@@ -56,9 +56,22 @@ def keyed_app(app: App, keyring_session: dict[str, str]) -> App:
 
 
 def start_tray(
-    app: App, desktop: Desktop, server: CaptureServer, interval: str = "1", *extra: str
+    app: App,
+    desktop: Desktop,
+    server: CaptureServer,
+    interval: str = "1",
+    *extra: str,
+    env_extra: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[str], int]:
-    proc = app.start("tray", *extra, "--interval", interval, "--host", server.url, env=desktop.env)
+    proc = app.start(
+        "tray",
+        *extra,
+        "--interval",
+        interval,
+        "--host",
+        server.url,
+        env={**desktop.env, **(env_extra or {})},
+    )
     window = desktop.icon_window()
     wait_until(lambda: desktop.is_docked(window), what="the icon docked in the tray")
     return proc, window
@@ -138,6 +151,8 @@ def test_menu_send_now_delivers_a_beat_and_quit_exits_fast(
     assert time.monotonic() - started < 2.0
     assert proc.returncode == 0
     wait_until(lambda: not desktop.find_windows("heartbeat-traySystemTrayIcon"), what="icon gone")
+    _, err = proc.communicate(timeout=5)
+    assert "invalid command name" not in err and "Traceback" not in err  # a quiet quit
 
 
 def test_the_icon_pulses_on_an_accepted_beat(
@@ -365,3 +380,26 @@ def test_an_unavailable_keyring_shows_why_in_the_tray(
     assert server.capture_requests() == []
     proc.terminate()
     assert proc.wait(timeout=5) == 0
+
+
+def test_open_log_without_a_program_to_open_it_says_so_and_prints_nothing(
+    keyed_app: App,
+    desktop: Desktop,
+    server: CaptureServer,
+    notifications: Callable[[], list[dict[str, str]]],
+    tmp_path: Path,
+) -> None:
+    bare = tmp_path / "bin"  # a PATH with Python but no xdg-open
+    bare.mkdir()
+    (bare / "python3").symlink_to(sys.executable)
+    proc, window = start_tray(keyed_app, desktop, server, "3600", env_extra={"PATH": str(bare)})
+    server.wait_for_events(1)
+    open_menu_and_click(desktop, window, Item.OPEN_LOG)
+    said = wait_until(
+        lambda: [n for n in notifications() if n["summary"] == "The log could not be opened"],
+        what="a notification",
+    )
+    assert "No program to open it was found" in said[0]["body"]
+    proc.terminate()
+    _, err = proc.communicate(timeout=5)
+    assert err.strip() == ""  # nothing on stderr: the notification and the log have it

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from heartbeat_tray.cli.context import EXIT_NOT_ACCEPTED, UserError, load_context, say
+from heartbeat_tray.core.api_key import KeyKind
 from heartbeat_tray.system.key_handover import KEY_PIPE_COMMAND, hand_over_key
 from heartbeat_tray.system.log_setup import configure_logging
 from heartbeat_tray.system.paths import AppPaths
@@ -21,7 +22,8 @@ _KEY_IN_CHILD = {"run", "tray"}
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == [KEY_PIPE_COMMAND]:
-        return hand_over_key()  # internal, not in help: the tray's key hand-over
+        # internal, not in help: the tray's and run's key hand-over
+        return hand_over_key(arguments[1] if len(arguments) > 1 else KeyKind.PROJECT.value)
     from heartbeat_tray.cli.parser import build_parser
 
     args = build_parser().parse_args(arguments)

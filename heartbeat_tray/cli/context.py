@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
@@ -18,7 +20,7 @@ from heartbeat_tray.core.settings import (
 )
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.log_setup import FILE_ONLY, never_log
-from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.system.paths import AppPaths, make_private_dir
 
 log = logging.getLogger("heartbeat_tray")
 
@@ -63,6 +65,23 @@ class Context:
         if self.loaded.problem:
             raise UserError(self.loaded.problem)
         return self.settings
+
+    def require_state_folder(self) -> None:
+        """The state folder keeps the beats, the lock and the installation id: it must be
+        writable (a full disk is not refused here: the heartbeat then runs and says so)."""
+        folder = self.paths.state_dir
+        probe = folder / f".probe-{os.getpid()}"
+        try:
+            make_private_dir(folder)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                return
+            raise UserError(
+                f"The state folder {folder} cannot be written ({exc.strerror or exc}); "
+                "heartbeat-tray keeps its beats there — make it writable."
+            ) from None
 
     def require_key(self) -> ApiKey:
         try:

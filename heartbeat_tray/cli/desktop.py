@@ -9,6 +9,7 @@ def cmd_tray(ctx: Context) -> int:
     from heartbeat_tray.tray.app import run_tray
     from heartbeat_tray.tray.ui_thread import NoDisplay
 
+    ctx.require_state_folder()
     try:
         return run_tray(ctx.paths, ctx.loaded, ctx.overrides, autostart=ctx.args.autostart)
     except NoDisplay as exc:

@@ -6,7 +6,7 @@ import argparse
 from typing import NoReturn
 
 from heartbeat_tray import __version__
-from heartbeat_tray.cli import autostart, desktop, keys, run, send, status
+from heartbeat_tray.cli import autostart, desktop, keys, run, send, status, verify
 from heartbeat_tray.cli.context import EXIT_CONFIG
 
 
@@ -74,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["set", "clear"],
         help="set: read the key from stdin and store it in the OS keyring; clear: remove it",
     )
+    key.add_argument(
+        "--personal",
+        action="store_true",
+        help="the personal API key (phx_…, scopes Query Read and Project Read) of the "
+        "ingestion check, instead of the project key",
+    )
+    verify_cmd = command(
+        "verify",
+        verify.cmd_verify,
+        "send one beat, then ask PostHog until it is stored: exit 0 stored in time, "
+        "1 not, 2 configuration error (a personal API key is needed)",
+    )
+    verify_cmd.add_argument(
+        "--timeout", metavar="SECONDS", type=float, default=600.0, help="default 600"
+    )
+    _add_overrides(verify_cmd, *ALL_OVERRIDES)
     auto = command("autostart", autostart.cmd_autostart, "launch at login")
     auto.add_argument("action", choices=["on", "off", "status"])
     return parser

@@ -20,6 +20,7 @@ def _log_alert(alert: Alert) -> None:
 
 def cmd_run(ctx: Context) -> int:
     ctx.usable_settings()  # a broken file: exit 2 with its sentence, nothing sent
+    ctx.require_state_folder()
     key = ctx.require_key()  # read once here (in a child process); the engine keeps it
     lock = InstanceLock(ctx.paths.lock_file)
     if not lock.acquire():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 
@@ -12,17 +14,27 @@ from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.flags import KeyCheckVerdict
 from heartbeat_tray.posthog.responses import Verdict
 
+log = logging.getLogger(__name__)
+
 ONE_SHOT_DEADLINE = 10.0  # seconds for the whole exchange
+
+
+def next_sequence(ctx: Context) -> int:
+    outbox = Outbox(ctx.paths.outbox_file)
+    try:
+        return outbox.next_sequence()
+    except sqlite3.Error as exc:  # a full disk: the beat still goes, its number not kept
+        log.warning("Could not record the sequence number: %s", exc)
+        return int(outbox.read_meta("sequence") or 0) + 1
+    finally:
+        outbox.close()
 
 
 def cmd_once(ctx: Context) -> int:
     settings = ctx.usable_settings()
+    ctx.require_state_folder()
     key = ctx.require_key()
-    outbox = Outbox(ctx.paths.outbox_file)
-    try:
-        sequence = outbox.next_sequence()  # the sequence goes on; a failed beat is not queued
-    finally:
-        outbox.close()
+    sequence = next_sequence(ctx)  # the sequence goes on; a failed beat is not queued
     template = BeatTemplate(
         settings.event, ctx.distinct_id(), settings.interval_seconds, settings.properties
     )
@@ -49,6 +61,7 @@ def cmd_once(ctx: Context) -> int:
 
 def cmd_check(ctx: Context) -> int:
     settings = ctx.usable_settings()
+    ctx.require_state_folder()
     key = ctx.require_key()
     client = PostHogClient()
     try:

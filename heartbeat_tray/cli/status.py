@@ -12,11 +12,14 @@ from typing import Any
 
 from heartbeat_tray import __version__
 from heartbeat_tray.cli.context import EXIT_OK, Context
-from heartbeat_tray.core.api_key import KeyringUnavailable
+from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
 from heartbeat_tray.core.event import iso_utc
+from heartbeat_tray.core.ingestion import IngestionStatus
+from heartbeat_tray.core.ingestion_store import status_from_json, status_to_json
 from heartbeat_tray.core.outbox import read_only_view
 from heartbeat_tray.core.stats import stats_from_meta
 from heartbeat_tray.system.instance_lock import running_pid
+from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import for_this_os, state_text
 
 
@@ -50,6 +53,17 @@ def build_report(ctx: Context) -> dict[str, Any]:
         outbox["error"] = f"cannot be read ({exc})"
     stats = stats_from_meta(meta.get)
     pid, running = _running(ctx)
+    ingestion = status_from_json(meta.get("ingestion_status")) or IngestionStatus()
+    try:
+        personal = KeyStore(kind=KeyKind.PERSONAL).get()
+        personal_info = {
+            "stored": personal is not None,
+            "prefix": personal.masked if personal else None,
+        }
+    except KeyringUnavailable as exc:
+        personal, personal_info = None, {"stored": None, "prefix": None, "error": str(exc)}
+    if personal is None and pid is None:
+        ingestion = IngestionStatus(lost=ingestion.lost)
     if running is not None:
         settings = dict(running["settings"])
         source = f"the running {running.get('front_end', 'app')} (process {pid})"
@@ -69,6 +83,8 @@ def build_report(ctx: Context) -> dict[str, Any]:
         "settings_problem": ctx.loaded.problem,
         "settings_warnings": list(ctx.loaded.warnings),
         "api_key": key_info,
+        "personal_api_key": personal_info,
+        "ingestion": status_to_json(ingestion),
         "launch_at_login": state_text(for_this_os()),
         "running": pid,
         "running_front_end": running.get("front_end") if running else None,
@@ -120,6 +136,7 @@ def _lines(report: dict[str, Any]) -> list[str]:
     ]
     if report["last_outcome"]:
         lines.append(f"  last answer:     {report['last_outcome']['sentence']}")
+    lines.append(f"  ingestion:       {report['ingestion']['sentence']}")
     if report["rate_limited_until"]:
         until = datetime.fromisoformat(report["rate_limited_until"].replace("Z", "+00:00"))
         lines.append(

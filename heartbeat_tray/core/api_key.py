@@ -5,11 +5,29 @@ Reading and storing it (keyring, environment) is ``system.keystore``'s job.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 ENV_VAR = "POSTHOG_PROJECT_API_KEY"
+PERSONAL_ENV_VAR = "POSTHOG_PERSONAL_API_KEY"
+
+
+class KeyKind(enum.Enum):
+    """The two secrets: the project key sends beats; the personal key reads them back (§10)."""
+
+    PROJECT = "project-api-key"  # the keyring username
+    PERSONAL = "personal-api-key"
+
+    @property
+    def env_var(self) -> str:
+        return ENV_VAR if self is KeyKind.PROJECT else PERSONAL_ENV_VAR
+
+    @property
+    def words(self) -> str:
+        return "project API key" if self is KeyKind.PROJECT else "personal API key"
+
 
 _PROJECT_KEY_SHAPE = re.compile(r"phc_[A-Za-z0-9]{30,60}")
 
@@ -65,3 +83,24 @@ def check_key_text(text: str) -> tuple[str, str | None]:
             "characters); older self-hosted keys may differ, so it is used as given."
         )
     return key, warning
+
+
+def check_personal_key_text(text: str) -> str:
+    """The personal key stripped, or InvalidKey with one sentence saying which key goes where."""
+    key = text.strip()
+    if not key:
+        raise InvalidKey(
+            "The personal API key is empty; create one (phx_…) with the Query Read and Project "
+            "Read scopes in your PostHog account settings."
+        )
+    if key.startswith("phc_"):
+        raise InvalidKey(
+            "This is a project API key (phc_…), which sends beats; the ingestion check needs a "
+            "personal API key (phx_…) with the Query Read and Project Read scopes."
+        )
+    if not key.startswith("phx_") or not key.isascii() or any(ch.isspace() for ch in key):
+        raise InvalidKey(
+            "A personal API key starts with phx_; create one with the Query Read and Project "
+            "Read scopes in your PostHog account settings (Personal API keys)."
+        )
+    return key

@@ -10,9 +10,11 @@ import enum
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+
+from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,12 @@ class Snapshot:
     setup_problem: str | None = None  # why the app needs setup (no key, keyring, settings file)
     settings_problem: str | None = None  # a reload found a broken file: last good settings kept
     storage_problem: str | None = None  # beats cannot be kept on disk (full, read-only)
+    ingestion: IngestionStatus = field(default_factory=IngestionStatus)
+
+    @property
+    def not_ingested(self) -> bool:
+        """Accepted, but PostHog does not store the beats (an ingestion incident)."""
+        return self.ingestion.state is IngestionState.FAILING
 
     @property
     def status_line(self) -> str:
@@ -62,6 +70,8 @@ class Snapshot:
             return f"Kept the last good settings: {self.settings_problem}"
         if self.health is Health.DISABLED:
             return "Disabled"
+        if self.not_ingested:
+            return self.ingestion.sentence
         if self.last_accepted is not None:
             return f"Last accepted {self.last_accepted.astimezone():%H:%M:%S}"
         return "Waiting for the first heartbeat"

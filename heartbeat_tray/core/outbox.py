@@ -33,6 +33,20 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS accepted (
+    uuid TEXT PRIMARY KEY,
+    beat_time REAL NOT NULL,
+    accepted_at REAL NOT NULL,
+    live INTEGER NOT NULL,
+    verdict TEXT
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_try REAL NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0
+);
 """
 
 # Only these mean the file itself is damaged; "locked", "unable to open", "disk I/O error" or
@@ -141,6 +155,11 @@ class Outbox:
                 sidecar.rename(aside.with_name(aside.name + suffix))
 
     @staticmethod
+    def open_connection(path: Path) -> sqlite3.Connection:
+        """Another connection to the same file (the ingestion check's own, for its thread)."""
+        return Outbox._open(path)
+
+    @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -204,11 +223,25 @@ class Outbox:
             batch.append(beat)
         return batch
 
-    def settle(self, uuids: Iterable[str], facts: Mapping[str, Any]) -> None:
-        """Remove delivered (or refused) beats and record facts, in one transaction."""
+    def settle(
+        self,
+        uuids: Iterable[str],
+        facts: Mapping[str, Any],
+        accepted: Iterable[tuple[str, float, float, bool]] = (),
+    ) -> None:
+        """Remove delivered (or refused) beats and record facts, in one transaction.
+
+        ``accepted``: (uuid, beat time, accepted at, live) of beats PostHog accepted, kept for
+        the ingestion check to look for.
+        """
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM beats WHERE uuid = ?", [(u,) for u in uuids])
+            self._db.executemany(
+                "INSERT OR IGNORE INTO accepted (uuid, beat_time, accepted_at, live) "
+                "VALUES (?, ?, ?, ?)",
+                [(u, b, a, int(live)) for u, b, a, live in accepted],
+            )
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [(key, json.dumps(value)) for key, value in facts.items()],
@@ -240,6 +273,17 @@ class Outbox:
                 (max_beats,),
             )
         return cur.rowcount
+
+    def prune_accepted(self, before: float, keep: int = MAX_BEATS) -> None:
+        """Forget accepted beats older than any query window looks (and beyond ``keep``)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM accepted WHERE beat_time < ?", (before,))
+            self._db.execute(
+                "DELETE FROM accepted WHERE uuid IN (SELECT uuid FROM accepted "
+                "ORDER BY beat_time DESC LIMIT -1 OFFSET ?)",
+                (keep,),
+            )
 
     # --- small persistent facts: the sequence counter, counters, the last outcome ---
 

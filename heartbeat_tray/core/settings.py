@@ -47,6 +47,15 @@ KNOWN_KEYS = (
     "backfill",
     "notify",
     "properties",
+    "ingestion",
+)
+INGESTION_KEYS = (
+    "check",
+    "app_host",
+    "project_id",
+    "poll_seconds",
+    "alert_after_seconds",
+    "webhook_url",
 )
 
 
@@ -59,6 +68,21 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class IngestionSettings:
+    """The ingestion check: is each accepted beat really stored and queryable in PostHog?"""
+
+    check: bool = True  # when a personal API key is stored
+    app_host: str = ""  # empty: derived from the ingest host
+    project_id: str = ""  # empty: found from the project key
+    poll_seconds: int = 120  # 30 queries an hour, a quarter of PostHog's lowest limit
+    alert_after_seconds: int = 600
+    webhook_url: str = ""  # empty: notifications only
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in INGESTION_KEYS}
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = US_HOST
     event: str = "heartbeat"
@@ -68,6 +92,7 @@ class Settings:
     backfill: bool = True
     notify: bool = True
     properties: Mapping[str, Any] = field(default_factory=dict)
+    ingestion: IngestionSettings = field(default_factory=IngestionSettings)
     # Keys this version does not know, kept so a save does not drop them.
     unknown: Mapping[str, Any] = field(default_factory=dict)
 
@@ -86,6 +111,7 @@ class Settings:
             backfill=self.backfill,
             notify=self.notify,
             properties=dict(self.properties),
+            ingestion=self.ingestion.to_toml_dict(),
         )
         return data
 
@@ -126,11 +152,16 @@ class LoadedSettings:
 
 
 def validate_host(value: Any) -> str:
+    return ingest_host(base_url(value, "host"))
+
+
+def base_url(value: Any, key: str) -> str:
+    """A base URL: https:// (http:// only for loopback), no query; raises SettingsError."""
     if not isinstance(value, str) or not value.strip():
-        raise SettingsError("host", "Host must be a URL such as https://us.i.posthog.com.")
+        raise SettingsError(key, "Host must be a URL such as https://us.i.posthog.com.")
     text = value.strip().rstrip("/")
     not_a_url = SettingsError(
-        "host",
+        key,
         f"Host {value!r} is not a URL; use https://us.i.posthog.com, "
         "https://eu.i.posthog.com or your instance's https:// address.",
     )
@@ -141,16 +172,14 @@ def validate_host(value: Any) -> str:
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise not_a_url
     if parts.query or parts.fragment:
-        raise SettingsError("host", "Host must be a base URL without a query or fragment.")
+        raise SettingsError(key, "Host must be a base URL without a query or fragment.")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise SettingsError(
-            "host", "Host must start with https:// (http:// is only for localhost)."
-        )
+        raise SettingsError(key, "Host must start with https:// (http:// is only for localhost).")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise SettingsError("host", f"Host {value!r} has an invalid port number.") from None
-    return ingest_host(text)
+        raise SettingsError(key, f"Host {value!r} has an invalid port number.") from None
+    return text
 
 
 def _split_url(text: str) -> Any:
@@ -269,6 +298,84 @@ def validate_properties(value: Any) -> dict[str, Any]:
     return checked
 
 
+def validate_webhook_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise SettingsError("webhook_url", "The webhook URL must be text (empty: none).")
+    text = value.strip()
+    if not text:
+        return ""
+    try:
+        parts = _split_url(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(
+            "webhook_url", f"Webhook {value!r} is not a URL; use an https:// address."
+        )
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise SettingsError(
+            "webhook_url", "The webhook URL must start with https:// (http:// only for localhost)."
+        )
+    return text
+
+
+def validate_app_host(value: Any) -> str:
+    if isinstance(value, str) and not value.strip():
+        return ""
+    try:
+        return base_url(value, "app_host")
+    except SettingsError as exc:
+        raise SettingsError("app_host", f"App host: {exc}") from None
+
+
+def validate_project_id(value: Any) -> str:
+    text = (
+        str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else None
+    )
+    if text is None or (text and not text.isdigit()):
+        raise SettingsError(
+            "project_id", "The project id must be a number (empty: found from the project key)."
+        )
+    return text
+
+
+def _validate_range(key: str, low: int, high: int, what: str) -> Any:
+    def check(value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SettingsError(
+                key, f"{what} must be a whole number of seconds from {low} to {high}."
+            )
+        return value
+
+    return check
+
+
+_INGESTION_VALIDATORS: dict[str, Any] = {
+    "check": _validate_flag("check"),
+    "app_host": validate_app_host,
+    "project_id": validate_project_id,
+    "poll_seconds": _validate_range("poll_seconds", 1, 3600, "The check interval"),
+    "alert_after_seconds": _validate_range("alert_after_seconds", 1, 86_400, "Alert after"),
+    "webhook_url": validate_webhook_url,
+}
+
+
+def validate_ingestion(value: Any) -> IngestionSettings:
+    if not isinstance(value, Mapping):
+        raise SettingsError("ingestion", "[ingestion] must be a table of name = value pairs.")
+    values: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in _INGESTION_VALIDATORS:
+            raise SettingsError(
+                "ingestion", f"[ingestion] has no setting {key!r}; see the README for its keys."
+            )
+        values[key] = _INGESTION_VALIDATORS[key](item)
+    return IngestionSettings(**values)
+
+
 _VALIDATORS: dict[str, Any] = {
     "host": validate_host,
     "event": validate_event,
@@ -278,6 +385,7 @@ _VALIDATORS: dict[str, Any] = {
     "backfill": _validate_flag("backfill"),
     "notify": _validate_flag("notify"),
     "properties": validate_properties,
+    "ingestion": validate_ingestion,
 }
 
 

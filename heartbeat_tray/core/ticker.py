@@ -36,6 +36,7 @@ __all__ = ["MAX_BATCH", "Ticker", "TickerConfig", "request_timeout"]
 
 MAX_REQUEST_TIMEOUT = 10.0
 MIN_REQUEST_TIMEOUT = 1.0  # below this a healthy server's ordinary answer times out
+MAX_LEDGER_AGE = 2 * 86_400  # accepted beats kept for the ingestion check's longest window
 MIN_BACKFILL_SHARE = 0.4  # of an interval, at the least, for one backfill request
 BACKFILL_MARGIN = 0.05  # seconds kept free before the next live beat
 
@@ -260,6 +261,7 @@ class Ticker:
             dropped = self._outbox.drop_created_before(wall.timestamp() - MAX_AGE_SECONDS)
             self._count_missed(dropped, "older than 7 days")
             self._count_missed(self._outbox.trim_to(MAX_BEATS), f"beyond {MAX_BEATS} queued beats")
+            self._outbox.prune_accepted(wall.timestamp() - MAX_LEDGER_AGE)
         except sqlite3.Error as exc:
             log.warning("Could not trim the outbox: %s", exc)
 
@@ -320,9 +322,16 @@ class Ticker:
             self._stats, last_outcome=outcome, hold_until=self._policy.hold_until_wall
         )
         done = [beat.uuid for beat in beats] if settlement.remove else []
+        accepted = []
+        if verdict is Verdict.ACCEPTED:
+            stamp = wall.timestamp()
+            interval = settings.interval_seconds
+            accepted = [
+                (b.uuid, b.created_at, stamp, stamp - b.created_at <= interval) for b in beats
+            ]
         try:
             # One transaction, one fsync, per answer: the beats and the counters together.
-            self._outbox.settle(done, self._stats_store.facts(self._stats))
+            self._outbox.settle(done, self._stats_store.facts(self._stats), accepted)
         except sqlite3.Error as exc:
             # Delivered beats stay queued and go again under the same uuid: PostHog stores one.
             self._storage_problem = _storage_problem(exc)

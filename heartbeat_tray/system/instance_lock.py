@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from heartbeat_tray.system.paths import make_private_dir
+
 
 class InstanceLock:
     def __init__(self, path: Path) -> None:
@@ -16,17 +18,20 @@ class InstanceLock:
 
     def acquire(self) -> bool:
         """Take the lock without waiting; False when another live process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the app's life
         try:
             _lock(handle)
         except OSError:
             handle.close()
             return False
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:  # the pid is for messages and ``status``; a full disk must not stop the start
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError:
+            pass
         self._handle = handle
         return True
 

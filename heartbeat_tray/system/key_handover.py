@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from heartbeat_tray.core.api_key import ENV_VAR, KeyringUnavailable
+from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
 from heartbeat_tray.system.app_command import app_command
 
 KEY_PIPE_COMMAND = "_key-pipe"
@@ -27,14 +27,14 @@ KEY_PIPE_UNAVAILABLE = 3
 KEY_PIPE_REFUSED = 2
 
 
-def read_in_child_process(timeout: float = 120.0) -> str | None:
+def read_in_child_process(kind: KeyKind = KeyKind.PROJECT, timeout: float = 120.0) -> str | None:
     """Read the keyring in a child process of this app (a locked keyring may ask the user)."""
     read_fd, write_fd = os.pipe()
     env = {**os.environ, KEY_FD_VAR: str(write_fd), PARENT_VAR: str(os.getpid())}
-    env.pop(ENV_VAR, None)
+    env.pop(kind.env_var, None)
     try:
         child = subprocess.Popen(
-            app_command(KEY_PIPE_COMMAND),
+            app_command(KEY_PIPE_COMMAND, kind.value),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -52,7 +52,7 @@ def read_in_child_process(timeout: float = 120.0) -> str | None:
             child.communicate()
             raise KeyringUnavailable(
                 f"the system keyring is not available: it did not answer within {timeout:.0f} s; "
-                f"set {ENV_VAR} or unlock the keyring."
+                f"set {kind.env_var} or unlock the keyring."
             ) from None
         value = pipe.read().strip()
     if child.returncode == 0:
@@ -63,18 +63,21 @@ def read_in_child_process(timeout: float = 120.0) -> str | None:
     raise KeyringUnavailable(message[0])
 
 
-def hand_over_key(environ: Mapping[str, str] | None = None) -> int:
+def hand_over_key(
+    which: str = KeyKind.PROJECT.value, environ: Mapping[str, str] | None = None
+) -> int:
     """The child's side: the key into the parent's pipe, or an exit code saying why not."""
     env = os.environ if environ is None else environ
+    kind = next((k for k in KeyKind if k.value == which), None)
     fd = _parent_pipe(env)
-    if fd is None:
+    if fd is None or kind is None:
         if sys.stderr is not None:
             print("This command is for Heartbeat Tray's own use.", file=sys.stderr)
         return KEY_PIPE_REFUSED
     from heartbeat_tray.system.keystore import read_keyring
 
     try:
-        key = read_keyring()
+        key = read_keyring(kind)
     except KeyringUnavailable as exc:
         if sys.stderr is not None:
             print(str(exc), file=sys.stderr)

@@ -7,15 +7,15 @@ import os
 import threading
 from collections.abc import Mapping
 
-from heartbeat_tray.core.api_key import ENV_VAR, ApiKey, KeyringUnavailable
+from heartbeat_tray.core.api_key import ApiKey, KeyKind, KeyringUnavailable
 
 log = logging.getLogger(__name__)
 
 SERVICE = "heartbeat-tray"
-USERNAME = "project-api-key"
+USERNAME = KeyKind.PROJECT.value
 
 
-def _keyring_error_message(exc: Exception) -> str:
+def _keyring_error_message(exc: Exception, kind: KeyKind = KeyKind.PROJECT) -> str:
     from keyring.errors import NoKeyringError
 
     if isinstance(exc, NoKeyringError):
@@ -24,7 +24,7 @@ def _keyring_error_message(exc: Exception) -> str:
         why = str(exc).rstrip(".") or type(exc).__name__
     return (
         f"the system keyring is not available: {why}; "
-        f"set {ENV_VAR} or unlock (or install) a keyring such as GNOME Keyring or KWallet."
+        f"set {kind.env_var} or unlock (or install) a keyring such as GNOME Keyring or KWallet."
     )
 
 
@@ -32,27 +32,32 @@ class KeyStore:
     """Reads the key once, lazily, and keeps it in memory; writes go straight to the keyring."""
 
     def __init__(
-        self, environ: Mapping[str, str] | None = None, *, read_in_child: bool = False
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        read_in_child: bool = False,
+        kind: KeyKind = KeyKind.PROJECT,
     ) -> None:
+        self.kind = kind
         self._environ = os.environ if environ is None else environ
-        self._read_in_child = read_in_child
+        self.read_in_child = read_in_child
         self._lock = threading.Lock()
         self._cached: ApiKey | None = None
         self._loaded = False
 
     def get(self) -> ApiKey | None:
         """The key, or None when none is stored. Raises KeyringUnavailable."""
-        env_value = self._environ.get(ENV_VAR, "").strip()
+        env_value = self._environ.get(self.kind.env_var, "").strip()
         if env_value:
             return ApiKey(env_value, "environment")
         with self._lock:
             if not self._loaded:
-                if self._read_in_child:
+                if self.read_in_child:
                     from heartbeat_tray.system.key_handover import read_in_child_process
 
-                    value = read_in_child_process()
+                    value = read_in_child_process(self.kind)
                 else:
-                    value = read_keyring()
+                    value = read_keyring(self.kind)
                 self._cached = ApiKey(value, "keyring") if value else None
                 self._loaded = True
             return self._cached
@@ -68,10 +73,10 @@ class KeyStore:
         from keyring.errors import KeyringError
 
         try:
-            keyring.set_password(SERVICE, USERNAME, key)
+            keyring.set_password(SERVICE, self.kind.value, key)
         except (KeyringError, RuntimeError) as exc:
             log.warning("Storing the key in the keyring failed", exc_info=True)
-            raise KeyringUnavailable(_keyring_error_message(exc)) from None
+            raise KeyringUnavailable(_keyring_error_message(exc, self.kind)) from None
         with self._lock:
             self._cached = ApiKey(key, "keyring")
             self._loaded = True
@@ -82,27 +87,27 @@ class KeyStore:
         from keyring.errors import KeyringError, PasswordDeleteError
 
         try:
-            keyring.delete_password(SERVICE, USERNAME)
+            keyring.delete_password(SERVICE, self.kind.value)
             removed = True
         except PasswordDeleteError:
             removed = False  # already gone
         except (KeyringError, RuntimeError) as exc:
             log.warning("Removing the key from the keyring failed", exc_info=True)
-            raise KeyringUnavailable(_keyring_error_message(exc)) from None
+            raise KeyringUnavailable(_keyring_error_message(exc, self.kind)) from None
         with self._lock:
             self._cached = None
             self._loaded = True
         return removed
 
 
-def read_keyring() -> str | None:
+def read_keyring(kind: KeyKind = KeyKind.PROJECT) -> str | None:
     """The stored key, read in this process. Raises KeyringUnavailable."""
     # Imported here: the first keyring use loads every backend (+86 ms, +17 MiB).
     import keyring
     from keyring.errors import KeyringError
 
     try:
-        return keyring.get_password(SERVICE, USERNAME)
+        return keyring.get_password(SERVICE, kind.value)
     except (KeyringError, RuntimeError) as exc:
         log.warning("Reading the key from the keyring failed", exc_info=True)
-        raise KeyringUnavailable(_keyring_error_message(exc)) from None
+        raise KeyringUnavailable(_keyring_error_message(exc, kind)) from None

@@ -85,7 +85,9 @@ def configure_logging(paths: AppPaths, *, to_stderr: bool, verbose: bool = False
         )
         root.addHandler(file_handler)
     except OSError:
-        pass  # no log file; the command line still says what matters in its own sentences
+        # No log file: the command line still says what matters in its own sentences, and
+        # Python's last-resort handler must not print warnings and tracebacks instead.
+        root.addHandler(logging.NullHandler())
     # In a windowed (frozen) build there is no stderr at all.
     if to_stderr and sys.stderr is not None:
         stream = logging.StreamHandler(sys.stderr)

@@ -6,7 +6,9 @@ as a one-colour template and when pystray's xorg backend drops the alpha channel
 - healthy: a filled red heart with a heartbeat trace cut out of it;
 - failing: a filled amber heart with an exclamation mark cut out;
 - disabled: a hollow grey heart crossed by a flat line;
-- needs setup: a filled blue heart with a question mark cut out.
+- needs setup: a filled blue heart with a question mark cut out;
+- not ingested: a filled violet heart split by a zigzag crack (a broken heart): PostHog
+  accepts the beats but does not store them.
 
 The pulse grows the healthy heart and rings it with an outline, then settles back.
 """
@@ -27,6 +29,7 @@ RED = (226, 45, 72, 255)
 AMBER = (235, 140, 20, 255)
 GREY = (140, 146, 156, 255)
 BLUE = (52, 120, 246, 255)
+VIOLET = (150, 70, 200, 255)
 OUTLINE = (20, 20, 24, 255)  # a dark rim keeps every state readable on light panels
 
 
@@ -62,6 +65,18 @@ def _trace(cx: float, cy: float, r: float, flat: bool) -> list[tuple[float, floa
         (cx + r * 0.26, cy - r * 0.08),
         (cx + r * 0.34, cy),
         (cx + r * 0.6, cy),
+    ]
+
+
+def _crack(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    """A zigzag from the heart's top notch to its tip: the heart broken in two."""
+    return [
+        (cx, cy - r * 0.62),
+        (cx - r * 0.16, cy - r * 0.3),
+        (cx + r * 0.14, cy - r * 0.02),
+        (cx - r * 0.14, cy + r * 0.28),
+        (cx + r * 0.06, cy + r * 0.55),
+        (cx, cy + r * 0.95),
     ]
 
 
@@ -107,10 +122,13 @@ def render(state: IconState, size: int = BASE, pulse: int | None = None) -> Imag
         IconState.FAILING: AMBER,
         IconState.DISABLED: GREY,
         IconState.NEEDS_SETUP: BLUE,
+        IconState.NOT_INGESTED: VIOLET,
     }[state]
     draw.polygon(heart, fill=colour, outline=OUTLINE, width=rim)
     if state is IconState.HEALTHY:
         cut.line(_trace(c, c, r, flat=False), fill=255, width=stroke, joint="curve")
+    elif state is IconState.NOT_INGESTED:
+        cut.line(_crack(c, c, r), fill=255, width=round(stroke * 0.8), joint="curve")
     elif state is IconState.DISABLED:
         # Hollow, with a flat line: no pulse.
         cut.polygon(_heart(c, c, r * 0.62), fill=255)

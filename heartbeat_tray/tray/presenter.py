@@ -19,6 +19,7 @@ class IconState(enum.Enum):
     FAILING = "failing"
     DISABLED = "disabled"
     NEEDS_SETUP = "needs-setup"
+    NOT_INGESTED = "not-ingested"  # accepted, but PostHog does not store the beats
 
 
 class Item(enum.Enum):
@@ -26,6 +27,7 @@ class Item(enum.Enum):
 
     ENABLED = "Enabled"
     STATUS = "status"
+    INGESTION = "ingestion"
     COUNTERS = "counters"
     SEND_NOW = "Send heartbeat now"
     SETTINGS = "Settings…"
@@ -38,6 +40,7 @@ class Item(enum.Enum):
 MENU: tuple[Item | None, ...] = (
     Item.ENABLED,
     Item.STATUS,
+    Item.INGESTION,
     Item.COUNTERS,
     None,
     Item.SEND_NOW,
@@ -84,6 +87,7 @@ def present(snap: Snapshot, launch_at_login: bool) -> TrayView:
     lines: dict[Item, MenuLine] = {
         Item.ENABLED: MenuLine(Item.ENABLED, Item.ENABLED.value, checked=snap.enabled),
         Item.STATUS: MenuLine(Item.STATUS, snap.status_line, clickable=False),
+        Item.INGESTION: MenuLine(Item.INGESTION, snap.ingestion.sentence, clickable=False),
         Item.COUNTERS: MenuLine(Item.COUNTERS, snap.counters_line, clickable=False),
         Item.LAUNCH_AT_LOGIN: MenuLine(
             Item.LAUNCH_AT_LOGIN, Item.LAUNCH_AT_LOGIN.value, checked=launch_at_login
@@ -93,11 +97,14 @@ def present(snap: Snapshot, launch_at_login: bool) -> TrayView:
         None if item is None else lines.get(item, MenuLine(item, item.value)) for item in MENU
     )
     state = icon_state(snap.health)
+    if state is IconState.HEALTHY and snap.not_ingested:
+        state = IconState.NOT_INGESTED
     return TrayView(
         icon=state,
         title=f"Heartbeat — {snap.status_line}"[:TITLE_LIMIT],
         menu=menu,
-        needs_attention=state is IconState.FAILING or bool(snap.storage_problem),
+        needs_attention=state in (IconState.FAILING, IconState.NOT_INGESTED)
+        or bool(snap.storage_problem),
     )
 
 

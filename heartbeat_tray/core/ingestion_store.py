@@ -1,0 +1,206 @@
+"""What the ingestion check keeps across restarts, beside the beats (same SQLite file, its own
+connection): the ledger of accepted beats, the open incident, the lost total, the last status,
+the project id found, and the webhooks still to deliver.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from heartbeat_tray.core.event import iso_utc
+from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus, Judgement, LedgerBeat
+from heartbeat_tray.core.outbox import Outbox
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Incident:
+    since: datetime
+    triggered_sent: bool = False  # the "triggered" alerts went out (exactly once)
+
+
+@dataclass(frozen=True)
+class PendingWebhook:
+    id: int
+    body: dict[str, Any]
+    created_at: float
+    next_try: float
+    tries: int
+
+
+def status_to_json(status: IngestionStatus) -> dict[str, Any]:
+    def when(moment: datetime | None) -> str | None:
+        return iso_utc(moment) if moment else None
+
+    return {
+        "state": status.state.value,
+        "sentence": status.sentence,
+        "lag_seconds": None if status.lag_seconds is None else round(status.lag_seconds, 1),
+        "lag_median_seconds": None
+        if status.lag_median_seconds is None
+        else round(status.lag_median_seconds, 1),
+        "last_ingested": when(status.last_ingested),
+        "last_check": when(status.last_check),
+        "lost": status.lost,
+        "incident_since": when(status.incident_since),
+        "project_id": status.project_id,
+    }
+
+
+def status_from_json(data: Any) -> IngestionStatus | None:
+    try:
+        return IngestionStatus(
+            state=IngestionState(data["state"]),
+            sentence=str(data["sentence"]),
+            lag_seconds=data.get("lag_seconds"),
+            lag_median_seconds=data.get("lag_median_seconds"),
+            last_ingested=_time(data.get("last_ingested")),
+            last_check=_time(data.get("last_check")),
+            lost=int(data.get("lost") or 0),
+            incident_since=_time(data.get("incident_since")),
+            project_id=data.get("project_id"),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class IngestionStore:
+    def __init__(self, path: Path) -> None:
+        self._db: sqlite3.Connection = Outbox.open_connection(path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- the ledger ---
+
+    def ledger(self) -> list[LedgerBeat]:
+        rows = self._db.execute(
+            "SELECT uuid, beat_time, accepted_at, live FROM accepted "
+            "WHERE verdict IS NULL OR verdict = 'ingested' ORDER BY accepted_at"
+        ).fetchall()
+        return [LedgerBeat(u, _utc(b), _utc(a), bool(live)) for u, b, a, live in rows]
+
+    def apply(self, judgement: Judgement) -> int:
+        """Record the verdicts; returns the running total of lost beats."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "UPDATE accepted SET verdict = 'ingested' WHERE uuid = ?",
+                [(u,) for u in judgement.ingested],
+            )
+            fresh = self._db.executemany(
+                "UPDATE accepted SET verdict = 'lost' WHERE uuid = ? AND verdict IS NULL",
+                [(u,) for u in judgement.lost],
+            ).rowcount
+            self._db.executemany(
+                "DELETE FROM accepted WHERE uuid = ?", [(u,) for u in judgement.expired]
+            )
+            lost = int(self._read("ingestion_lost") or 0) + max(0, fresh)
+            self._write("ingestion_lost", lost)
+        return lost
+
+    def lost(self) -> int:
+        return int(self._read("ingestion_lost") or 0)
+
+    # --- the incident, the status, the project ---
+
+    def incident(self) -> Incident | None:
+        data = self._read("ingestion_incident")
+        since = _time(data.get("since")) if isinstance(data, dict) else None
+        return Incident(since, bool(data.get("triggered_sent"))) if since else None
+
+    def set_incident(self, incident: Incident | None) -> None:
+        value = (
+            {"since": iso_utc(incident.since), "triggered_sent": incident.triggered_sent}
+            if incident
+            else None
+        )
+        self._write_now("ingestion_incident", value)
+
+    def save_status(self, status: IngestionStatus) -> None:
+        self._write_now("ingestion_status", status_to_json(status))
+
+    def cached_project(self, scope: str) -> int | None:
+        data = self._read("ingestion_project")
+        if isinstance(data, dict) and data.get("scope") == scope:
+            return int(data["id"])
+        return None
+
+    def cache_project(self, scope: str, project_id: int) -> None:
+        self._write_now("ingestion_project", {"scope": scope, "id": project_id})
+
+    def record_alert(
+        self, incident: Incident | None, body: dict[str, Any] | None, now: float
+    ) -> None:
+        """The incident's new state and its webhook, in one transaction: a restart between the
+        two can neither lose the alert nor send it twice."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            value = (
+                {"since": iso_utc(incident.since), "triggered_sent": incident.triggered_sent}
+                if incident
+                else None
+            )
+            self._write("ingestion_incident", value)
+            if body is not None:
+                self._db.execute(
+                    "INSERT INTO webhooks (body, created_at, next_try) VALUES (?, ?, ?)",
+                    (json.dumps(body), now, now),
+                )
+
+    # --- webhooks still to deliver ---
+
+    def queue_webhook(self, body: dict[str, Any], now: float) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO webhooks (body, created_at, next_try) VALUES (?, ?, ?)",
+                (json.dumps(body), now, now),
+            )
+
+    def pending_webhooks(self) -> list[PendingWebhook]:
+        rows = self._db.execute(
+            "SELECT id, body, created_at, next_try, tries FROM webhooks ORDER BY id"
+        ).fetchall()
+        return [PendingWebhook(i, json.loads(b), c, n, t) for i, b, c, n, t in rows]
+
+    def webhook_done(self, webhook_id: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+
+    def webhook_retry(self, webhook_id: int, next_try: float) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "UPDATE webhooks SET next_try = ?, tries = tries + 1 WHERE id = ?",
+                (next_try, webhook_id),
+            )
+
+    # --- meta rows ---
+
+    def _read(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _write(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
+
+    def _write_now(self, key: str, value: Any) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._write(key, value)
