@@ -1,8 +1,12 @@
-"""A real HTTP server on loopback that answers like PostHog's capture and flags endpoints.
+"""A real HTTP server on loopback that answers like PostHog: capture, flags, and the app API
+the ingestion check reads (projects, a HogQL query), plus a webhook sink.
 
-Switches for every failure in notes/posthog-capture.md: refuse connections, hang, any status
-(400, 401, 403, 408, 413, 429 with Retry-After, 500, 503), a batch-size limit that answers 413.
-Events are recorded only when the server answers 2xx, as PostHog would store them.
+Switches for every failure of the capture API: refuse connections, hang, trickle, any status
+(redirects with a Location, 400, 401, 403, 404, 408, 413, 429 with Retry-After, 500, 503), a
+batch-size limit that answers 413. Behind capture, a pipeline stores accepted events with a lag
+(queryable only after it), or drops them (``drop_downstream``) while capture still says 200.
+Queries answer in the project's time zone, from a stale cache unless forced to refresh, or with
+any status; the webhook sink can fail N times.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import re
 import socket
 import ssl
 import threading
@@ -17,8 +22,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
 
 CAPTURE_PATHS = {"/batch", "/i/v0/e", "/e", "/capture", "/track"}
 
@@ -47,6 +59,19 @@ class CaptureServer:
         self.retry_after: str | None = None
         self.max_batch: int | None = None  # larger batches get 413
         self.latency: Callable[[], float] | None = None  # seconds to wait before answering
+        # --- the app API and the pipeline behind capture (the ingestion check) ---
+        self.personal_keys: set[str] = set()
+        self.project_id = 4242
+        self.ingest_lag = 0.5  # seconds from capture to stored (created_at), queryable after
+        self.drop_downstream = False  # capture answers 200 but nothing is stored
+        self.project_tz_hours = 1  # the project's time zone: answers carry its offset
+        self.query_status: int | None = None  # answer queries with this status
+        self.query_retry_after: str | None = None
+        self.stored: list[dict[str, Any]] = []  # uuid, event, distinct_id, timestamp, created_at
+        self.queries: list[dict[str, Any]] = []
+        self._query_cache: dict[str, Any] = {}
+        self.webhooks: list[dict[str, Any]] = []
+        self.webhook_failures = 0  # the webhook sink fails this many times first
         self._cond = threading.Condition()
         self._release_hang = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -146,7 +171,71 @@ class CaptureServer:
             self.requests.append(request)
             if 200 <= request.status < 300:
                 self.events.extend(request.events)
+                if request.path.rstrip("/") in CAPTURE_PATHS and not self.drop_downstream:
+                    self._store(request)
             self._cond.notify_all()
+
+    def _store(self, request: Request) -> None:
+        """What PostHog's pipeline does after capture: correct the time with sent_at, store."""
+        for event in request.events:
+            try:
+                stamp = _parse(event["timestamp"])
+                sent_at = _parse(event.get("_sent_at") or event["timestamp"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            received = datetime.fromtimestamp(request.wall, UTC)
+            self.stored.append(
+                {
+                    "uuid": event.get("uuid"),
+                    "event": event.get("event"),
+                    "distinct_id": event.get("distinct_id"),
+                    "timestamp": received - (sent_at - stamp),
+                    "created_at": received + timedelta(seconds=self.ingest_lag),
+                }
+            )
+
+    def wait_for_webhooks(self, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        if not self.wait_for(lambda: len(self.webhooks) >= n, timeout):
+            raise AssertionError(f"expected {n} webhooks, got {self.webhooks} in {timeout} s")
+        with self._cond:
+            return list(self.webhooks)
+
+    def query_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A small subset of HogQL: the ingestion check's one query, over what was stored."""
+        query = body.get("query") or {}
+        text = str(query.get("query", ""))
+        values = query.get("values") or {}
+        match = re.search(r"INTERVAL (\d+) SECOND", text)
+        window = int(match.group(1)) if match else 3600
+        key = json.dumps(query, sort_keys=True)
+        if body.get("refresh") != "force_blocking" and key in self._query_cache:
+            return dict(self._query_cache[key], is_cached=True)  # hours old on a real instance
+        now = datetime.now(UTC)
+        tz = timezone(timedelta(hours=self.project_tz_hours))
+        with self._cond:
+            rows = [
+                s
+                for s in self.stored
+                if s["created_at"] <= now
+                and s["event"] == values.get("event")
+                and s["distinct_id"] == values.get("distinct_id")
+                and s["timestamp"] > now - timedelta(seconds=window)
+            ]
+        rows.sort(key=lambda s: s["timestamp"], reverse=True)
+        answer = {
+            "results": [
+                [
+                    s["uuid"],
+                    s["timestamp"].astimezone(tz).isoformat(),
+                    s["created_at"].astimezone(tz).isoformat(),
+                ]
+                for s in rows[:1000]
+            ],
+            "columns": ["uuid", "timestamp", "created_at"],
+            "is_cached": False,
+        }
+        self._query_cache[key] = answer
+        return answer
 
 
 def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
@@ -167,6 +256,87 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        def _app_api(self, method: str, path: str, raw: bytes, request: Request) -> bool:
+            """PostHog's private API (bearer personal key) and the webhook sink."""
+            if path == "/webhook":
+                body = json.loads(raw or b"{}")
+                with server._cond:
+                    failing = server.webhook_failures > 0
+                    if failing:
+                        server.webhook_failures -= 1
+                if failing:
+                    self._answer(request, 503, {"error": "try later"})
+                    return True
+                with server._cond:
+                    server.webhooks.append(body)
+                self._answer(request, 200, {"ok": True})
+                return True
+            if not path.startswith("/api/"):
+                return False
+            auth = self.headers.get("Authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] not in server.personal_keys:
+                self._answer(
+                    request,
+                    401,
+                    {
+                        "type": "authentication_error",
+                        "code": "authentication_failed",
+                        "detail": "Personal API key found in request is invalid.",
+                        "attr": None,
+                    },
+                )
+                return True
+            if method == "GET" and path.rstrip("/") == "/api/projects":
+                query = parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
+                page = int(query.get("page", ["1"])[0])
+                projects = [{"id": 1, "name": "Other", "api_token": "phc_someoneElse"}] + [
+                    {"id": server.project_id, "name": "Heartbeats", "api_token": key}
+                    for key in sorted(server.valid_keys)
+                ]
+                results = projects[page - 1 : page]  # one a page: the client must follow next
+                more = page < len(projects)
+                self._answer(
+                    request,
+                    200,
+                    {
+                        "count": len(projects),
+                        "next": f"{server.url}/api/projects/?page={page + 1}" if more else None,
+                        "previous": None,
+                        "results": results,
+                    },
+                )
+                return True
+            if method == "GET" and path.rstrip("/") == "/api/users/@me":
+                self._answer(request, 200, {"team": {"id": server.project_id}})
+                return True
+            if method == "POST" and path == f"/api/projects/{server.project_id}/query/":
+                body = json.loads(raw or b"{}")
+                with server._cond:
+                    server.queries.append({"at": time.monotonic(), "body": body})
+                if server.query_status is not None:
+                    headers = (
+                        {"Retry-After": server.query_retry_after}
+                        if server.query_retry_after
+                        else {}
+                    )
+                    self._answer(
+                        request, server.query_status, {"detail": "Request was throttled."}, headers
+                    )
+                    return True
+                self._answer(request, 200, server.query_answer(body))
+                return True
+            self._answer(
+                request,
+                404,
+                {"type": "invalid_request", "code": "not_found", "detail": "Not found."},
+            )
+            return True
+
+        def do_GET(self) -> None:
+            request = Request(self.path.split("?", 1)[0], 0, time.monotonic(), time.time())
+            if not self._app_api("GET", request.path, b"", request):
+                self._answer(request, 404, {"detail": "not found"})
+
         def do_POST(self) -> None:
             arrived, wall = time.monotonic(), time.time()
             path = self.path.split("?", 1)[0]
@@ -175,6 +345,8 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Content-Encoding") == "gzip":
                 raw = gzip.decompress(raw)
             request = Request(path, 0, arrived, wall, headers=dict(self.headers.items()))
+            if self._app_api("POST", path, raw, request):
+                return
             mode = server.mode
             if mode == "hang":
                 with contextlib.suppress(ValueError, AttributeError):

@@ -1,0 +1,334 @@
+"""The ingestion check without a network: the verdict as pure rules, and the poller's every
+state transition, driven by a fake clock and a stand-in PostHog query API (MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from heartbeat_tray.core.alert_rules import Alert
+from heartbeat_tray.core.app_state import AppState
+from heartbeat_tray.core.ingestion import IngestionState, LedgerBeat, judge
+from heartbeat_tray.core.ingestion_store import IngestionStore
+from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
+from heartbeat_tray.core.settings import IngestionSettings, Settings
+from heartbeat_tray.posthog.query import QueryClient, StoredBeat, hogql, parse_time
+from tests.fakes import FakeClock
+
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+PERSONAL = "phx_" + "p" * 40
+PROJECT_KEY = "phc_" + "k" * 43
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def beat(n: int, accepted_after: float = 0.2, live: bool = True) -> LedgerBeat:
+    return LedgerBeat(f"u{n}", at(60 * n), at(60 * n + accepted_after), live)
+
+
+def stored(n: int, lag: float = 12.0) -> StoredBeat:
+    return StoredBeat(f"u{n}", at(60 * n), at(60 * n + lag))
+
+
+# --- the verdict ---
+
+
+def test_nothing_stored_and_nothing_due_is_waiting() -> None:
+    j = judge([beat(0), beat(1)], {}, now=at(120), alert_after_seconds=600)
+    assert j.state is IngestionState.WAITING and j.incident_since is None
+
+
+def test_stored_beats_are_ok_with_the_newest_live_lag_and_the_median() -> None:
+    ledger = [beat(0), beat(1), beat(2), beat(3, live=False)]
+    found = {"u0": stored(0, 10), "u1": stored(1, 14), "u2": stored(2, 12), "u3": stored(3, 99)}
+    j = judge(ledger, found, now=at(300), alert_after_seconds=600)
+    assert j.state is IngestionState.OK
+    assert j.lag_seconds == 12.0  # the newest *live* beat's; a backfilled one does not count
+    assert j.lag_median_seconds == 12.0
+    assert j.last_ingested == at(180)
+
+
+def test_a_due_beat_not_stored_with_nothing_newer_stored_opens_an_incident() -> None:
+    ledger = [beat(0), beat(1), beat(2), beat(12)]
+    found = {"u0": stored(0)}
+    j = judge(ledger, found, now=at(60 * 12 + 5), alert_after_seconds=600)
+    assert j.state is IngestionState.FAILING
+    assert j.incident_since == beat(1).accepted_at  # the oldest unproven due beat
+    assert j.lost == frozenset()
+
+
+def test_a_newer_stored_beat_ends_it_at_once_and_the_gap_is_lost() -> None:
+    ledger = [beat(0), beat(1), beat(2), beat(12)]
+    found = {"u0": stored(0), "u12": stored(12)}
+    j = judge(ledger, found, now=at(60 * 12 + 20), alert_after_seconds=600)
+    assert j.state is IngestionState.OK
+    assert j.lost == frozenset({"u1", "u2"})
+    assert j.incident_since is None
+
+
+def test_a_wrong_project_key_from_the_start_fails_once_the_first_beat_is_due() -> None:
+    ledger = [beat(n) for n in range(12)]
+    assert judge(ledger, {}, now=at(599), alert_after_seconds=600).state is IngestionState.WAITING
+    failing = judge(ledger, {}, now=at(601), alert_after_seconds=600)
+    assert failing.state is IngestionState.FAILING and failing.incident_since == at(0.2)
+
+
+def test_beats_older_than_the_window_leave_without_a_verdict() -> None:
+    j = judge(
+        [beat(0), beat(200)], {"u200": stored(200)}, now=at(60 * 200 + 30), alert_after_seconds=600
+    )
+    assert j.expired == frozenset({"u0"}) and j.lost == frozenset()
+
+
+def test_the_query_is_exactly_the_documented_one_and_times_keep_their_offset() -> None:
+    assert hogql(7200) == (
+        "SELECT uuid, timestamp, created_at FROM events WHERE event = {event} AND "
+        "distinct_id = {distinct_id} AND timestamp > now() - INTERVAL 7200 SECOND "
+        "ORDER BY timestamp DESC LIMIT 1000"
+    )
+    assert parse_time("2026-11-26T13:26:11.402627+01:00") == datetime(
+        2026, 11, 26, 12, 26, 11, 402627, tzinfo=UTC
+    )
+
+
+# --- the poller ---
+
+
+class FakeAppApi:
+    """PostHog's app API as the poller sees it: projects, the query endpoint, a webhook."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.stored: dict[str, StoredBeat] = {}
+        self.queries: list[dict[str, Any]] = []
+        self.query_times: list[float] = []
+        self.project_pages = 0
+        self.answer: int | None = None  # a status to answer queries with
+        self.retry_after: str | None = None
+        self.webhooks: list[dict[str, Any]] = []
+        self.webhook_failures = 0
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/hook":
+            if self.webhook_failures:
+                self.webhook_failures -= 1
+                return httpx.Response(503)
+            self.webhooks.append(json.loads(request.content))
+            return httpx.Response(200)
+        assert request.headers["Authorization"] == f"Bearer {PERSONAL}"
+        if path == "/api/projects/":
+            self.project_pages += 1
+            if request.url.params.get("page") != "2":
+                return httpx.Response(
+                    200,
+                    json={
+                        "results": [{"id": 1, "api_token": "phc_other"}],
+                        "next": "https://us.posthog.com/api/projects/?page=2",
+                    },
+                )
+            return httpx.Response(
+                200, json={"results": [{"id": 4242, "api_token": PROJECT_KEY}], "next": None}
+            )
+        assert path == "/api/projects/4242/query/"
+        body = json.loads(request.content)
+        self.queries.append(body)
+        self.query_times.append(self.clock.monotonic())
+        if self.answer is not None:
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return httpx.Response(self.answer, headers=headers, json={"detail": "Nope."})
+        rows = [
+            [
+                b.uuid,
+                b.timestamp.astimezone(timezone_plus_one()).isoformat(),
+                b.created_at.isoformat(),
+            ]
+            for b in self.stored.values()
+            if b.created_at <= self.clock.wall()
+        ]
+        return httpx.Response(200, json={"results": rows})
+
+
+def timezone_plus_one() -> Any:
+    from datetime import timezone
+
+    return timezone(timedelta(hours=1))
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, webhook: bool = True, poll: int = 60) -> None:
+        self.clock = FakeClock(start_wall=T0)
+        self.api = FakeAppApi(self.clock)
+        self.outbox = Outbox(tmp_path / "outbox.sqlite3")
+        self.path = tmp_path / "outbox.sqlite3"
+        self.alerts: list[Alert] = []
+        self.state = AppState()
+        ingestion = IngestionSettings(
+            poll_seconds=poll,
+            alert_after_seconds=300,
+            webhook_url="https://hooks.example/hook" if webhook else "",
+        )
+        self.settings = Settings(ingestion=ingestion)
+        self.n = 0
+        self.poller = self.make_poller()
+
+    def make_poller(self) -> IngestionPoller:
+        from heartbeat_tray.system.webhook import WebhookSender
+
+        self.store = IngestionStore(self.path)
+        return IngestionPoller(
+            PollerConfig(self.settings, "install-1"),
+            personal_key=lambda: PERSONAL,
+            project_key=lambda: PROJECT_KEY,
+            store=self.store,
+            client=QueryClient(transport=self.api.transport(), wall_clock=self.clock.wall),
+            state=self.state,
+            send_webhook=WebhookSender(transport=self.api.transport()).send,
+            on_alert=self.alerts.append,
+            clock=self.clock,
+            random_fraction=lambda: 1.0,
+        )
+
+    def beat(self, stored_with_lag: float | None = 10.0) -> None:
+        """One accepted live beat now; PostHog stores it after the lag (None: never)."""
+        wall = self.clock.wall()
+        uid = f"b{self.n}"
+        self.n += 1
+        self.outbox.settle([], {}, [(uid, wall.timestamp(), wall.timestamp() + 0.1, True)])
+        if stored_with_lag is not None:
+            self.api.stored[uid] = StoredBeat(uid, wall, wall + timedelta(seconds=stored_with_lag))
+
+    def run(self, seconds: float, beat_every: float | None = 60, lag: float | None = 10.0) -> None:
+        """Beats every minute and the poller as its thread would, for ``seconds``."""
+        end = self.clock.monotonic() + seconds
+        next_beat = self.clock.monotonic()
+        while True:
+            wake = self.poller.step()
+            nxt = min(w for w in (wake, next_beat if beat_every else None, end) if w is not None)
+            if nxt >= end and (wake is None or wake >= end):
+                self.clock.advance(max(0.0, end - self.clock.monotonic()))
+                return
+            self.clock.advance(max(0.0, nxt - self.clock.monotonic()))
+            if beat_every and self.clock.monotonic() >= next_beat:
+                self.beat(lag)
+                next_beat += beat_every
+
+    @property
+    def status(self) -> Any:
+        return self.state.snapshot.ingestion
+
+
+def test_without_a_personal_key_the_check_is_off_and_asks_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    poller = IngestionPoller(
+        PollerConfig(h.settings, "install-1"),
+        personal_key=lambda: None,
+        project_key=lambda: PROJECT_KEY,
+        store=h.store,
+        client=QueryClient(transport=h.api.transport()),
+        state=h.state,
+        send_webhook=lambda url, body: None,
+        on_alert=h.alerts.append,
+        clock=h.clock,
+    )
+    assert poller.step() is None  # nothing to wake for: zero wakeups
+    assert h.status.state is IngestionState.OFF
+    assert h.status.sentence == "Ingestion not checked — add a personal API key in Settings"
+    assert h.api.queries == [] and h.api.project_pages == 0
+
+
+def test_a_healthy_pipeline_shows_the_lag_and_finds_the_project_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.run(600)
+    assert h.status.state is IngestionState.OK
+    assert h.status.sentence == "Ingested 10 s behind" and h.status.lag_seconds == 10.0
+    assert h.status.project_id == 4242 and h.api.project_pages == 2  # followed "next" once
+    assert all(q["refresh"] == "force_blocking" for q in h.api.queries)
+    assert h.api.queries[0]["query"]["values"] == {"event": "heartbeat", "distinct_id": "install-1"}
+    assert len(h.api.queries) == 10  # one query per poll, no more
+    assert h.alerts == []
+
+
+def test_a_break_downstream_alerts_once_and_recovery_once_also_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path)
+    h.run(600)
+    h.run(900, lag=None)  # capture still answers 200; nothing is stored any more
+    assert h.status.state is IngestionState.FAILING
+    assert [a.title for a in h.alerts] == ["Heartbeat not ingested"]
+    assert [w["status"] for w in h.api.webhooks] == ["triggered"]
+    hook = h.api.webhooks[0]
+    assert set(hook) == {
+        "status",
+        "text",
+        "event",
+        "distinct_id",
+        "host",
+        "project_id",
+        "since",
+        "last_ingested",
+        "lag_seconds",
+    }
+    assert PERSONAL not in json.dumps(hook) and PROJECT_KEY not in json.dumps(hook)
+    h.poller = h.make_poller()  # a restart in the middle of the incident
+    h.run(600, lag=None)
+    assert [w["status"] for w in h.api.webhooks] == ["triggered"]  # not again
+    h.run(600)  # stored again
+    assert h.status.state is IngestionState.OK
+    assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]
+    assert [a.title for a in h.alerts] == ["Heartbeat not ingested", "Heartbeat ingested again"]
+    assert h.status.lost == 25  # every beat of the incident, counted exactly once
+
+
+def test_a_rejected_personal_key_is_an_error_not_an_incident_and_no_storm(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.api.answer = 401
+    h.run(3600, lag=None)
+    assert h.status.state is IngestionState.ERROR
+    assert "rejected the personal API key (401) (Nope.)" in h.status.sentence
+    assert len(h.api.queries) == 1 and h.alerts == [] and h.api.webhooks == []
+
+
+def test_rate_limited_waits_for_retry_after(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.api.answer, h.api.retry_after = 429, "900"
+    h.run(60)
+    assert len(h.api.queries) == 1 and h.status.state is IngestionState.ERROR
+    assert h.status.sentence.startswith("Rate limited by PostHog — next check at")
+    h.api.answer = None
+    h.run(1200)
+    first, second = h.api.query_times[:2]
+    assert second - first >= 900  # nothing before Retry-After
+    assert second - first < 900 + 1
+    assert h.status.state is IngestionState.OK
+
+
+def test_a_failing_webhook_is_retried_until_delivered_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.api.webhook_failures = 4
+    h.run(600)
+    h.run(900, lag=None)
+    assert [w["status"] for w in h.api.webhooks] == ["triggered"]
+    assert h.store.pending_webhooks() == []
+
+
+@pytest.mark.parametrize("check", [False])
+def test_the_check_can_be_turned_off(tmp_path: Path, check: bool) -> None:
+    h = Harness(tmp_path)
+    from dataclasses import replace
+
+    h.poller.apply(PollerConfig(replace(h.settings, ingestion=IngestionSettings(check=check)), "i"))
+    assert h.poller.step() is None
+    assert h.status.sentence == "Ingestion not checked (turned off in Settings)"

@@ -1,0 +1,170 @@
+"""The ingestion check for real: `run` and `verify` against the loopback PostHog, whose pipeline
+stores accepted beats after a lag, or drops them while capture still answers 200."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from testkit.posthog_server import CaptureServer
+from tests.conftest import KEY, App, wait_until
+
+pytestmark = pytest.mark.slow
+
+PERSONAL = "phx_e2ePersonalKey0123456789abcdefghijklmnop"
+ENV = {"POSTHOG_PROJECT_API_KEY": KEY, "POSTHOG_PERSONAL_API_KEY": PERSONAL}
+
+
+@pytest.fixture
+def posthog(server: CaptureServer) -> Iterator[CaptureServer]:
+    server.personal_keys = {PERSONAL}
+    yield server
+
+
+def configure(
+    app: App, server: CaptureServer, *, alert_after: int = 4, webhook: bool = True
+) -> None:
+    hook = f'webhook_url = "{server.url}/webhook"\n' if webhook else ""
+    app.write_config(
+        f'host = "{server.url}"\ninterval_seconds = 1\n'
+        f"[ingestion]\npoll_seconds = 1\nalert_after_seconds = {alert_after}\n{hook}"
+    )
+
+
+def ingestion(app: App) -> dict[str, Any]:
+    return dict(app.status()["ingestion"])
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_the_lag_shown_is_posthogs_own(app: App, posthog: CaptureServer) -> None:
+    posthog.ingest_lag = 2.0
+    configure(app, posthog)
+    proc = app.start("run", env=ENV)
+    state = wait_until(
+        lambda: (i := ingestion(app))["state"] == "ok" and i["lag_seconds"] is not None and i,
+        timeout=20,
+        what="an ingested beat",
+    )
+    assert abs(state["lag_seconds"] - 2.0) <= 0.5, state
+    assert state["sentence"] == "Ingested 2 s behind"
+    assert state["project_id"] == 4242
+    assert all(q["body"]["refresh"] == "force_blocking" for q in posthog.queries)
+    text = app.run("status", env=ENV).stdout
+    assert "ingestion:       Ingested 2 s behind" in text
+    stop(proc)
+
+
+def test_a_break_downstream_alerts_once_across_a_restart_and_resolves_once(
+    app: App, posthog: CaptureServer
+) -> None:
+    configure(app, posthog)
+    posthog.webhook_failures = 2  # the first deliveries fail: retried, never doubled
+    proc = app.start("run", env=ENV)
+    wait_until(lambda: ingestion(app)["state"] == "ok", timeout=20, what="ingested")
+    posthog.drop_downstream = True  # capture still says 200
+    broke = time.monotonic()
+    dropped_from = len(posthog.events)
+    wait_until(lambda: ingestion(app)["state"] == "failing", timeout=20, what="an incident")
+    detected = time.monotonic() - broke
+    assert detected <= 4 + 1 + 1 + 2  # alert_after + poll + interval, and a margin
+    (triggered,) = posthog.wait_for_webhooks(1)
+    assert triggered["status"] == "triggered" and triggered["project_id"] == 4242
+    assert "has not stored it since" in triggered["text"]
+    stop(proc)  # a restart in the middle of the incident
+    proc = app.start("run", env=ENV)
+    wait_until(
+        lambda: len(posthog.queries) > 0 and ingestion(app)["state"] == "failing", timeout=20
+    )
+    count = len(posthog.queries)
+    posthog.wait_for(lambda: len(posthog.queries) >= count + 3, timeout=20)
+    assert [w["status"] for w in posthog.webhooks] == ["triggered"]  # not again
+    posthog.drop_downstream = False
+    dropped = len(posthog.events) - dropped_from
+    (_, resolved) = posthog.wait_for_webhooks(2)
+    assert resolved["status"] == "resolved"
+    wait_until(lambda: ingestion(app)["lost"] >= dropped, timeout=20, what="the lost beats counted")
+    err = stop(proc)
+    assert ingestion(app)["lost"] == dropped  # exactly: every accepted beat PostHog never stored
+    assert [w["status"] for w in posthog.webhooks] == ["triggered", "resolved"]
+    assert "Heartbeat ingested again" in err  # run says it in its log lines too
+    for path in app.all_written_files():
+        assert PERSONAL.encode() not in path.read_bytes(), path
+    assert PERSONAL not in json.dumps(posthog.webhooks)
+
+
+def test_a_rejected_personal_key_is_an_error_without_an_incident_or_a_storm(
+    app: App, posthog: CaptureServer
+) -> None:
+    configure(app, posthog)
+    proc = app.start(
+        "run", env={**ENV, "POSTHOG_PERSONAL_API_KEY": "phx_wrongKey00000000000000000"}
+    )
+    state = wait_until(lambda: (i := ingestion(app))["state"] == "error" and i, timeout=20)
+    assert "rejected the personal API key (401)" in state["sentence"]
+    asked = len([r for r in posthog.requests if r.path.startswith("/api/")])
+    time.sleep(3)  # an interval in which a retry storm would show
+    assert len([r for r in posthog.requests if r.path.startswith("/api/")]) == asked
+    assert ingestion(app)["state"] == "error" and posthog.webhooks == []
+    stop(proc)
+
+
+def test_rate_limited_asks_nothing_before_retry_after(app: App, posthog: CaptureServer) -> None:
+    configure(app, posthog)
+    posthog.query_status, posthog.query_retry_after = 429, "4"
+    proc = app.start("run", env=ENV)
+    posthog.wait_for(lambda: len(posthog.queries) >= 1, timeout=20)
+    posthog.query_status = None
+    posthog.wait_for(lambda: len(posthog.queries) >= 2, timeout=20)
+    first, second = (q["at"] for q in posthog.queries[:2])
+    assert second - first >= 3.9
+    stop(proc)
+
+
+def test_verify_says_when_the_beat_is_queryable(app: App, posthog: CaptureServer) -> None:
+    posthog.ingest_lag = 1.5
+    app.write_config(f'host = "{posthog.url}"\n')
+    result = app.run("verify", "--timeout", "20", env=ENV)
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(
+        r"accepted in (\d+\.\d\d) s; queryable after (\d+\.\d) s; ingestion lag (\d+\.\d) s\n",
+        result.stdout,
+    )
+    assert match, result.stdout
+    assert abs(float(match.group(3)) - 1.5) <= 0.5
+    assert float(match.group(2)) >= 1.5
+
+
+def test_verify_exits_1_when_the_beat_never_arrives_and_2_without_a_personal_key(
+    app: App, posthog: CaptureServer
+) -> None:
+    app.write_config(f'host = "{posthog.url}"\n')
+    posthog.drop_downstream = True
+    lost = app.run("verify", "--timeout", "3", env=ENV)
+    assert lost.returncode == 1 and "not queryable within 3 s" in lost.stdout
+    missing = app.run("verify", env={"POSTHOG_PROJECT_API_KEY": KEY})
+    assert missing.returncode == 2
+    assert "personal API key" in missing.stderr and "POSTHOG_PERSONAL_API_KEY" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    rejected = app.run("verify", env={**ENV, "POSTHOG_PERSONAL_API_KEY": "phx_nope000000000000"})
+    assert rejected.returncode == 2 and "rejected the personal API key" in rejected.stderr
+
+
+def test_key_set_personal_refuses_a_project_key_and_vice_versa(app: App) -> None:
+    wrong = app.run("key", "set", "--personal", input=KEY)
+    assert wrong.returncode == 2
+    assert "This is a project API key (phc_…), which sends beats" in wrong.stderr
+    other = app.run("key", "set", input=PERSONAL)
+    assert other.returncode == 2 and "personal API key (phx_…)" in other.stderr
