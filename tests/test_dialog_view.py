@@ -1,76 +1,87 @@
-"""The dialog's view in-process on a real Tk (Xvfb): what shows beside each field as one types."""
+"""The dialog's view on a real Tk (Xvfb): what shows beside each field as one types."""
 
 from __future__ import annotations
 
-import tkinter
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from tkinter import ttk
+from typing import Any
 
 import pytest
 
-from heartbeat_tray.dialog.view import ERROR_COLOUR, WARNING_COLOUR, SettingsDialog
-from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.dialog.view import ERROR_COLOUR, WARNING_COLOUR
 from testkit.desktop import Desktop, start_desktop
 
 pytestmark = pytest.mark.desktop
 
-
-@pytest.fixture
-def dialog(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_keyring: object
-) -> Iterator[SettingsDialog]:
-    desktop: Desktop = start_desktop()
-    monkeypatch.setenv("DISPLAY", desktop.display)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("POSTHOG_PROJECT_API_KEY", raising=False)
-    paths = AppPaths(tmp_path / "config", tmp_path / "state", tmp_path / "log")
-    root = tkinter.Tk()
-    view = SettingsDialog(root, paths)
-    root.update()
-    yield view
-    view.ui.close()
-    if root.winfo_exists():
-        root.destroy()
-    desktop.stop()
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def note(view: SettingsDialog, field: str) -> tuple[str, str]:
-    view.root.update()
-    label = view.notes[field]
-    return str(label.cget("text")), str(label.cget("foreground"))
+@pytest.fixture(scope="module")
+def desktop() -> Iterator[Desktop]:
+    d = start_desktop()
+    yield d
+    d.stop()
+
+
+def probe(desktop: Desktop, tmp_path: Path, scenario: str) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        **desktop.env,
+        "PYTHONPATH": str(ROOT),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    env.pop("POSTHOG_PROJECT_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.dialog_probe", scenario, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def test_a_key_shape_warning_shows_as_one_types_and_does_not_block_save(
-    dialog: SettingsDialog,
+    desktop: Desktop, tmp_path: Path
 ) -> None:
-    dialog.api_key.set("phc_short")
-    text, colour = note(dialog, "api_key")
+    seen = probe(desktop, tmp_path, "key-warning")
+    text, colour = seen["api_key"]
     assert "does not look like a project API key" in text and colour == WARNING_COLOUR
-    dialog.save()
-    assert dialog.result == 0  # saved: a warning never blocks
+    assert seen["result"] == 0  # saved: a warning never blocks
 
 
-def test_an_error_clears_as_soon_as_its_field_is_fixed(dialog: SettingsDialog) -> None:
-    dialog.api_key.set("phc_" + "a" * 43)
-    dialog.interval.set("abc")
-    dialog.save()
-    text, colour = note(dialog, "interval_seconds")
+def test_an_error_clears_as_soon_as_its_field_is_fixed(desktop: Desktop, tmp_path: Path) -> None:
+    seen = probe(desktop, tmp_path, "error-clears")
+    text, colour = seen["after_save"]
     assert "whole number of seconds" in text and colour == ERROR_COLOUR
-    assert "Nothing was saved" in str(dialog.save_result.cget("text"))
-    dialog.interval.set("30")
-    assert note(dialog, "interval_seconds")[0] == ""
-    assert str(dialog.save_result.cget("text")) == ""
+    assert "Nothing was saved" in seen["save_result"]
+    assert seen["after_fix"][0] == "" and seen["save_result_after_fix"] == ""
 
 
-def test_an_interval_under_60_warns_beside_its_field(dialog: SettingsDialog) -> None:
-    dialog.interval.set("5")
-    text, colour = note(dialog, "interval_seconds")
+def test_an_interval_under_60_warns_beside_its_field(desktop: Desktop, tmp_path: Path) -> None:
+    text, colour = probe(desktop, tmp_path, "interval-warning")["interval"]
     assert "Below 60 s this sends 17,280 events a day" in text and colour == WARNING_COLOUR
 
 
-def test_the_custom_host_box_looks_disabled_unless_self_hosted(dialog: SettingsDialog) -> None:
-    entry = dialog.custom_host_entry
-    assert entry.instate(["disabled"])
-    style = ttk.Style(dialog.root)
-    assert style.lookup("TEntry", "fieldbackground", ["disabled"]) == "#e2e2e2"
+def test_the_custom_host_box_looks_disabled_unless_self_hosted(
+    desktop: Desktop, tmp_path: Path
+) -> None:
+    seen = probe(desktop, tmp_path, "disabled-host")
+    assert seen["disabled"] is True and seen["background"] == "#e2e2e2"
+
+
+def test_a_project_key_in_the_personal_key_field_says_which_key_goes_where(
+    desktop: Desktop, tmp_path: Path
+) -> None:
+    seen = probe(desktop, tmp_path, "personal-key")
+    text, colour = seen["personal_key"]
+    assert "This is a project API key (phc_…), which sends beats" in text
+    assert colour == ERROR_COLOUR
+    assert seen["fixed"][1] != ERROR_COLOUR

@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from heartbeat_tray.core.api_key import InvalidKey, KeyringUnavailable, check_key_text
+from heartbeat_tray.core.api_key import (
+    InvalidKey,
+    KeyringUnavailable,
+    check_key_text,
+    check_personal_key_text,
+)
 from heartbeat_tray.core.settings import (
     EU_HOST,
     US_HOST,
@@ -26,6 +31,7 @@ from heartbeat_tray.core.settings import (
     validate_distinct_id,
     validate_event,
     validate_host,
+    validate_ingestion,
     validate_interval,
     validate_properties,
 )
@@ -54,6 +60,11 @@ class FormValues:
     backfill: bool = True
     notify: bool = True
     launch_at_login: bool = False
+    # the ingestion check
+    personal_key: str = ""  # empty: keep the stored personal key
+    project_id: str = ""  # empty: found from the project key
+    alert_after: str = "600"
+    webhook_url: str = ""
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Checked:
     warnings: dict[str, str] = field(default_factory=dict)
     settings: Settings | None = None
     new_key: str | None = None  # None: keep the stored key
+    new_personal_key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,6 +96,9 @@ def form_from_settings(settings: Settings, launch_at_login: bool) -> FormValues:
         backfill=settings.backfill,
         notify=settings.notify,
         launch_at_login=launch_at_login,
+        project_id=settings.ingestion.project_id,
+        alert_after=str(settings.ingestion.alert_after_seconds),
+        webhook_url=settings.ingestion.webhook_url,
     )
 
 
@@ -186,11 +201,28 @@ def check_form(values: FormValues, base: Settings, key_stored: bool) -> Checked:
             "Enter the project API key (phc_…) from your PostHog project settings."
         )
 
+    if values.personal_key.strip():
+        try:
+            checked.new_personal_key = check_personal_key_text(values.personal_key)
+        except InvalidKey as exc:
+            checked.errors["personal_key"] = str(exc)
+    ingestion: dict[str, Any] = {}
+    for name, key, value in (
+        ("project_id", "project_id", values.project_id),
+        ("alert_after", "alert_after_seconds", values.alert_after),
+        ("webhook_url", "webhook_url", values.webhook_url),
+    ):
+        try:
+            ingestion[key] = getattr(validate_ingestion({key: value}), key)
+        except SettingsError as exc:
+            checked.errors[name] = str(exc)
+
     if checked.ok:
         checked.settings = replace(
             base,
             backfill=values.backfill,
             notify=values.notify,
+            ingestion=replace(base.ingestion, **ingestion),
             **fields,
         )
     return checked
@@ -216,6 +248,7 @@ def save_form(
     config_file: Path,
     keys: KeyStore,
     launch: LaunchAtLogin,
+    personal_keys: KeyStore | None = None,
 ) -> None:
     """Launch at login, then the key, then the file; a failure undoes the steps before it."""
     if not checked.ok or checked.settings is None:
@@ -230,6 +263,14 @@ def save_form(
             old = keys.get()
             keys.store(checked.new_key)
             undo.append((lambda: keys.store(old.value)) if old else keys.clear)
+        if checked.new_personal_key is not None and personal_keys is not None:
+            old_personal = personal_keys.get()
+            personal_keys.store(checked.new_personal_key)
+            undo.append(
+                (lambda: personal_keys.store(old_personal.value))
+                if old_personal
+                else personal_keys.clear
+            )
         try:
             _write_file(config_file, checked.settings)
         except OSError as exc:

@@ -5,6 +5,7 @@ It saves the file and the key, tells the running tray to reload, and exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -12,8 +13,11 @@ import tkinter
 from tkinter import ttk
 from typing import Any
 
-from heartbeat_tray.core.api_key import KeyringUnavailable, mask
-from heartbeat_tray.core.settings import installation_id, load_settings
+from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable, mask
+from heartbeat_tray.core.ingestion import MIN_WINDOW_SECONDS
+from heartbeat_tray.core.ingestion_store import status_from_json
+from heartbeat_tray.core.outbox import read_only_view
+from heartbeat_tray.core.settings import Settings, installation_id, load_settings
 from heartbeat_tray.dialog.form import (
     HOST_LABELS,
     FormValues,
@@ -25,6 +29,8 @@ from heartbeat_tray.dialog.form import (
     save_form,
 )
 from heartbeat_tray.posthog.capture import PostHogClient
+from heartbeat_tray.posthog.hosts import app_host
+from heartbeat_tray.posthog.query import QueryClient, QueryVerdict
 from heartbeat_tray.system.instance_channel import send_command
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import for_this_os
@@ -44,6 +50,7 @@ class SettingsDialog:
         self.paths = paths
         self.ui = TkUiThread(root)
         self.keys = KeyStore()
+        self.personal_keys = KeyStore(kind=KeyKind.PERSONAL)
         self.launch = for_this_os()
         loaded = load_settings(paths.config_file)
         self.base = loaded.settings
@@ -54,6 +61,10 @@ class SettingsDialog:
             self.stored_key = key.value if key else None
         except KeyringUnavailable as exc:
             self.keyring_problem = str(exc)
+        self.stored_personal: str | None = None
+        with contextlib.suppress(KeyringUnavailable):
+            personal = self.personal_keys.get()
+            self.stored_personal = personal.value if personal else None
         try:
             launching = self.launch.is_enabled()
         except Exception:
@@ -183,6 +194,71 @@ class SettingsDialog:
         note("properties")
         self.notes["properties"].configure(text="One name = value per line.", foreground="gray35")
 
+        ttk.Label(frame, text="Ingestion check", font=("TkDefaultFont", 10, "bold")).grid(
+            row=row, column=0, columnspan=2, sticky="w", pady=(10, 2)
+        )
+        row += 1
+        label("Personal API key")
+        personal_row = ttk.Frame(frame)
+        personal_row.grid(row=row, column=1, sticky="ew")
+        self.personal_key = tkinter.StringVar()
+        self.personal_entry = ttk.Entry(
+            personal_row, textvariable=self.personal_key, show="•", width=40
+        )
+        self.personal_entry.pack(side="left", fill="x", expand=True)
+        self.show_personal = tkinter.BooleanVar(value=False)
+        ttk.Checkbutton(
+            personal_row,
+            text="Show",
+            variable=self.show_personal,
+            command=lambda: self.personal_entry.configure(
+                show="" if self.show_personal.get() else "•"
+            ),
+        ).pack(side="left", padx=(8, 0))
+        note("personal_key")
+        self.personal_hint = (
+            (f"Stored: {mask(self.stored_personal)} — leave empty to keep it.", "gray35")
+            if self.stored_personal
+            else (
+                "Optional: a phx_… key with Query Read and Project Read confirms each beat "
+                "is stored.",
+                "gray35",
+            )
+        )
+        self.notes["personal_key"].configure(
+            text=self.personal_hint[0], foreground=self.personal_hint[1]
+        )
+
+        label("Project id")
+        self.project_id = tkinter.StringVar(value=values.project_id)
+        ttk.Entry(frame, textvariable=self.project_id, width=12).grid(row=row, column=1, sticky="w")
+        note("project_id")
+        found = self._found_project_id()
+        self.project_hint = (
+            (f"Found: {found} — leave empty to keep finding it.", "gray35")
+            if found
+            else ("Empty: found from the project API key.", "gray35")
+        )
+        self.notes["project_id"].configure(
+            text=self.project_hint[0], foreground=self.project_hint[1]
+        )
+
+        label("Alert after (seconds)")
+        self.alert_after = tkinter.StringVar(value=values.alert_after)
+        ttk.Entry(frame, textvariable=self.alert_after, width=8).grid(row=row, column=1, sticky="w")
+        note("alert_after")
+
+        label("Webhook URL")
+        self.webhook_url = tkinter.StringVar(value=values.webhook_url)
+        ttk.Entry(frame, textvariable=self.webhook_url, width=40).grid(
+            row=row, column=1, sticky="ew"
+        )
+        note("webhook_url")
+        self.notes["webhook_url"].configure(
+            text="Optional: Slack, Mattermost, Google Chat… get one message per incident.",
+            foreground="gray35",
+        )
+
         self.backfill = tkinter.BooleanVar(value=values.backfill)
         self.notify = tkinter.BooleanVar(value=values.notify)
         self.launch_at_login = tkinter.BooleanVar(value=values.launch_at_login)
@@ -215,7 +291,17 @@ class SettingsDialog:
         root.protocol("WM_DELETE_WINDOW", self.cancel)
         self._host_choice_changed()
         self._interval_changed()
-        texts = (self.custom_host, self.api_key, self.event, self.distinct_id, self.interval)
+        texts = (
+            self.custom_host,
+            self.api_key,
+            self.event,
+            self.distinct_id,
+            self.interval,
+            self.personal_key,
+            self.project_id,
+            self.alert_after,
+            self.webhook_url,
+        )
         for text_var in texts:
             text_var.trace_add("write", lambda *_: self._revalidate())
         self._shown_errors: set[str] = set()
@@ -282,6 +368,10 @@ class SettingsDialog:
             backfill=self.backfill.get(),
             notify=self.notify.get(),
             launch_at_login=self.launch_at_login.get(),
+            personal_key=self.personal_key.get(),
+            project_id=self.project_id.get(),
+            alert_after=self.alert_after.get(),
+            webhook_url=self.webhook_url.get(),
         )
 
     def _show_checked(self, errors: dict[str, str], warnings: dict[str, str]) -> None:
@@ -289,6 +379,12 @@ class SettingsDialog:
             "api_key": self.key_hint,
             "distinct_id": self.distinct_hint,
             "properties": ("One name = value per line.", "gray35"),
+            "personal_key": self.personal_hint,
+            "project_id": self.project_hint,
+            "webhook_url": (
+                "Optional: Slack, Mattermost, Google Chat… get one message per incident.",
+                "gray35",
+            ),
         }
         for name, widget in self.notes.items():
             if name in errors:
@@ -316,6 +412,7 @@ class SettingsDialog:
                 config_file=self.paths.config_file,
                 keys=self.keys,
                 launch=self.launch,
+                personal_keys=self.personal_keys,
             )
         except SaveFailed as exc:
             log.warning("Save failed: %s", exc)
@@ -345,13 +442,20 @@ class SettingsDialog:
         self.test_button.state(["disabled"])
         self._show_test(f"Asking {host}…", "gray35")
 
+        personal = checked.new_personal_key or self.stored_personal
+        settings = checked.settings or self.base
+
         def ask() -> None:
             client = PostHogClient()
             try:
                 answer = client.check_key(host, key, distinct_id, timeout=10.0)
             finally:
                 client.close()
-            self.ui.call(lambda: self._test_done(answer.message, answer.verdict.value))
+            message, ok = answer.message, answer.verdict.value == "valid"
+            if ok and personal:
+                said, ok = ask_query(settings, key, personal, distinct_id)
+                message = f"{message} {said}"
+            self.ui.call(lambda: self._test_done(message, "valid" if ok else "invalid"))
 
         threading.Thread(target=ask, name="test-connection", daemon=True).start()
 
@@ -362,6 +466,49 @@ class SettingsDialog:
 
     def _show_test(self, text: str, colour: str) -> None:
         self.test_result.configure(text=text, foreground=colour)
+
+    def _found_project_id(self) -> int | None:
+        """The project id the running check found (from its last status), to show it."""
+        try:
+            _, meta = read_only_view(self.paths.outbox_file).read()
+        except Exception:
+            log.info("No ingestion status to read", exc_info=True)
+            return None
+        status = status_from_json(meta.get("ingestion_status"))
+        return status.project_id if status else None
+
+
+def ask_query(
+    settings: Settings, project_key: str, personal: str, distinct_id: str
+) -> tuple[str, bool]:
+    """The dialog's Test for the personal key: find the project, run the check's query once."""
+    host = settings.ingestion.app_host or app_host(settings.host)
+    client = QueryClient()
+    try:
+        if settings.ingestion.project_id:
+            project_id = int(settings.ingestion.project_id)
+        else:
+            found = client.find_project(host, personal, project_key)
+            if found.project_id is None:
+                return found.message, False
+            project_id = found.project_id
+        answer = client.stored_beats(
+            host,
+            project_id,
+            personal,
+            event=settings.event,
+            distinct_id=distinct_id,
+            window_seconds=MIN_WINDOW_SECONDS,
+        )
+    finally:
+        client.close()
+    if answer.verdict is not QueryVerdict.OK:
+        return answer.message, False
+    if not answer.beats:
+        return "Query works — no beat of this installation is stored yet.", True
+    newest = answer.beats[0]
+    lag = (newest.created_at - newest.timestamp).total_seconds()
+    return f"Query works — your last beat was ingested {lag:.0f} s behind.", True
 
 
 def run_dialog(paths: AppPaths) -> int:
