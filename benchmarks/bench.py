@@ -39,6 +39,7 @@ from testkit.posthog_server import CaptureServer  # noqa: E402
 from testkit.waiting import poll  # noqa: E402
 
 OURS_KEY = "phc_benchmarkOursKey0123456789abcdefghijklmno"
+PERSONAL_KEY = "phx_benchmarkPersonalKey0123456789abcdefghij"
 PEER = [sys.executable, str(ROOT / "benchmarks" / "sdk_peer.py")]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -98,6 +99,11 @@ class Env:
     @property
     def outbox(self) -> Path:
         return self.home / "state" / "heartbeat-tray" / "outbox.sqlite3"
+
+    def write_config(self, text: str) -> None:
+        folder = self.home / "config" / "heartbeat-tray"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.toml").write_text(text)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)
@@ -175,6 +181,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
     desktop = None
     keyring = None
     tray_env = Env("tray")
+    checked_env = Env("checked")
     try:
         procs["ours"] = subprocess.Popen(
             ours("run", "--interval", str(interval), "--host", server.url, "--distinct-id", "run"),
@@ -184,6 +191,17 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         )
         procs["peer"] = subprocess.Popen(
             [*PEER, "loop", server.url, str(interval)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # the same run with the ingestion check on, one query every 20 s
+        server.personal_keys = {PERSONAL_KEY}
+        checked_env.write_config("[ingestion]\npoll_seconds = 20\n")
+        procs["checked"] = subprocess.Popen(
+            ours(
+                "run", "--interval", str(interval), "--host", server.url, "--distinct-id", "checked"
+            ),
+            env={**checked_env.vars, "POSTHOG_PERSONAL_API_KEY": PERSONAL_KEY},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -222,6 +240,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             "ours": lambda: events_from(server, "heartbeat-tray", "run"),
             "peer": lambda: [e for e in server.events if e.get("distinct_id") == "sdk-peer"],
             "tray": lambda: events_from(server, "heartbeat-tray", "tray"),
+            "checked": lambda: events_from(server, "heartbeat-tray", "checked"),
         }
         for name in procs:
             assert wait_for(lambda n=name: bool(firsts[n]()), 60), f"{name} sent no first beat"
@@ -242,8 +261,10 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             keyring.stop()
         env.cleanup()
         tray_env.cleanup()
+        checked_env.cleanup()
 
-    distinct = {"ours": "run", "peer": "sdk-peer", "tray": "tray"}
+    distinct = {"ours": "run", "peer": "sdk-peer", "tray": "tray", "checked": "checked"}
+    query_times = [q["at"] for q in server.queries]
 
     def beat_times(name: str) -> list[float]:
         return [
@@ -256,7 +277,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         series = samples[name]
         (t0, first), (t1, last) = series[0], series[-1]
         span = t1 - t0
-        beats = beat_times(name)
+        beats = beat_times(name) + (query_times if name == "checked" else [])
         quiet_wakeups, quiet_cpu, quiet_time = 0, 0.0, 0.0
         for (ta, a), (tb, b) in itertools.pairwise(series):
             if not any(ta - 1.0 <= t <= tb + 1.0 for t in beats):  # no beat near this second
@@ -289,6 +310,21 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             "/s",
             "0",
             o["quiet_wakeups"] == 0,
+        ),
+    ]
+    c = figures("checked")
+    checked = f"idle with the ingestion check (poll 20 s), {span}"
+    rows += [
+        Row(checked, "RSS (peer: the same run without)", c["rss"], o["rss"], "MiB"),
+        Row(checked, "threads", c["threads"], o["threads"], ""),
+        Row(
+            checked,
+            "wakeups/s between beats and polls",
+            c["quiet_wakeups"],
+            o["quiet_wakeups"],
+            "/s",
+            "0",
+            c["quiet_wakeups"] == 0,
         ),
     ]
     if with_tray:
@@ -511,6 +547,60 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# --- 5. from a break downstream to the alert ---
+
+
+def time_to_alert(trials: int) -> list[Row]:
+    """Our poller's real code with the defaults (poll 120 s, alert after 600 s, a beat a
+    minute), on a simulated clock: PostHog stops storing beats at a random moment, and we time
+    the alert. The alternatives' times come from their documented rules."""
+    from heartbeat_tray.core.ingestion import IngestionState
+    from testkit.simulation import Harness
+
+    rng = random.Random(7)
+    minutes = []
+    for n in range(trials):
+        with tempfile.TemporaryDirectory() as folder:
+            h = Harness(Path(folder), webhook=False, poll=120)
+            h.settings = replace_settings(h.settings)
+            h.poller = h.make_poller()
+            h.run(1800 + rng.uniform(0, 240))  # healthy for a while, broken at a random phase
+            broke = h.clock.monotonic()
+            while not h.alerts:
+                h.run(5, lag=None)
+            assert h.status.state is IngestionState.FAILING, n
+            minutes.append((h.clock.monotonic() - broke) / 60)
+    ours_median, ours_max = statistics.median(minutes), max(minutes)
+    # Ingestion Alert: polls every minute for "no event in the last 30 minutes".
+    ia_median, ia_max = 30 + 0.5, 30 + 1
+    # An hourly insight alert checks the last completed hour at each whole hour: the first hour
+    # without a beat is the one after the break's hour, checked when it ends.
+    hourly_median, hourly_max = 90.0, 120.0
+    scenario = "break downstream → alert (defaults)"
+    return [
+        Row(scenario, "median vs Ingestion Alert (30 min)", ours_median, ia_median, "min"),
+        Row(scenario, "worst vs Ingestion Alert (30 min)", ours_max, ia_max, "min"),
+        Row(scenario, "median vs hourly insight alert", ours_median, hourly_median, "min"),
+        Row(
+            scenario,
+            "worst vs hourly insight alert",
+            ours_max,
+            hourly_max,
+            "min",
+            "≤ 14 min",
+            ours_max <= 14,
+        ),
+    ]
+
+
+def replace_settings(settings: Any) -> Any:
+    from dataclasses import replace
+
+    from heartbeat_tray.core.settings import IngestionSettings
+
+    return replace(settings, ingestion=IngestionSettings(poll_seconds=120, alert_after_seconds=600))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run that proves the harness")
@@ -527,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += accuracy(10 if quick else 200, 0.2)
     rows += backlog(300 if quick else 10_000)
     rows += one_shot(1 if quick else 5)
+    rows += time_to_alert(3 if quick else 40)
     text = table(rows)
     print(text)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -5,32 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
+from testkit.simulation import FakeClock
 
-class FakeClock:
-    def __init__(self, start_wall: datetime | None = None) -> None:
-        self.mono = 1000.0
-        self._wall = start_wall or datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def wall(self) -> datetime:
-        return self._wall
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self._wall += timedelta(seconds=seconds)
-
-    def suspend(self, seconds: float) -> None:
-        """The machine sleeps: wall time passes, the monotonic clock stands still."""
-        self._wall += timedelta(seconds=seconds)
+__all__ = ["FakeClock", "FakePostHog", "MemoryKeyring"]
 
 
 @dataclass

@@ -6,24 +6,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from heartbeat_tray.core.alert_rules import Alert
-from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.ingestion import IngestionState, LedgerBeat, judge
-from heartbeat_tray.core.ingestion_store import IngestionStore
-from heartbeat_tray.core.outbox import Outbox
 from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
-from heartbeat_tray.core.settings import IngestionSettings, Settings
+from heartbeat_tray.core.settings import IngestionSettings
 from heartbeat_tray.posthog.query import QueryClient, StoredBeat, hogql, parse_time
-from tests.fakes import FakeClock
-
-T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-PERSONAL = "phx_" + "p" * 40
-PROJECT_KEY = "phc_" + "k" * 43
+from testkit.simulation import PERSONAL, PROJECT_KEY, T0, Harness
 
 
 def at(seconds: float) -> datetime:
@@ -100,133 +90,6 @@ def test_the_query_is_exactly_the_documented_one_and_times_keep_their_offset() -
 
 
 # --- the poller ---
-
-
-class FakeAppApi:
-    """PostHog's app API as the poller sees it: projects, the query endpoint, a webhook."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.stored: dict[str, StoredBeat] = {}
-        self.queries: list[dict[str, Any]] = []
-        self.query_times: list[float] = []
-        self.project_pages = 0
-        self.answer: int | None = None  # a status to answer queries with
-        self.retry_after: str | None = None
-        self.webhooks: list[dict[str, Any]] = []
-        self.webhook_failures = 0
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if path == "/hook":
-            if self.webhook_failures:
-                self.webhook_failures -= 1
-                return httpx.Response(503)
-            self.webhooks.append(json.loads(request.content))
-            return httpx.Response(200)
-        assert request.headers["Authorization"] == f"Bearer {PERSONAL}"
-        if path == "/api/projects/":
-            self.project_pages += 1
-            if request.url.params.get("page") != "2":
-                return httpx.Response(
-                    200,
-                    json={
-                        "results": [{"id": 1, "api_token": "phc_other"}],
-                        "next": "https://us.posthog.com/api/projects/?page=2",
-                    },
-                )
-            return httpx.Response(
-                200, json={"results": [{"id": 4242, "api_token": PROJECT_KEY}], "next": None}
-            )
-        assert path == "/api/projects/4242/query/"
-        body = json.loads(request.content)
-        self.queries.append(body)
-        self.query_times.append(self.clock.monotonic())
-        if self.answer is not None:
-            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
-            return httpx.Response(self.answer, headers=headers, json={"detail": "Nope."})
-        rows = [
-            [
-                b.uuid,
-                b.timestamp.astimezone(timezone_plus_one()).isoformat(),
-                b.created_at.isoformat(),
-            ]
-            for b in self.stored.values()
-            if b.created_at <= self.clock.wall()
-        ]
-        return httpx.Response(200, json={"results": rows})
-
-
-def timezone_plus_one() -> Any:
-    from datetime import timezone
-
-    return timezone(timedelta(hours=1))
-
-
-class Harness:
-    def __init__(self, tmp_path: Path, webhook: bool = True, poll: int = 60) -> None:
-        self.clock = FakeClock(start_wall=T0)
-        self.api = FakeAppApi(self.clock)
-        self.outbox = Outbox(tmp_path / "outbox.sqlite3")
-        self.path = tmp_path / "outbox.sqlite3"
-        self.alerts: list[Alert] = []
-        self.state = AppState()
-        ingestion = IngestionSettings(
-            poll_seconds=poll,
-            alert_after_seconds=300,
-            webhook_url="https://hooks.example/hook" if webhook else "",
-        )
-        self.settings = Settings(ingestion=ingestion)
-        self.n = 0
-        self.poller = self.make_poller()
-
-    def make_poller(self) -> IngestionPoller:
-        from heartbeat_tray.system.webhook import WebhookSender
-
-        self.store = IngestionStore(self.path)
-        return IngestionPoller(
-            PollerConfig(self.settings, "install-1"),
-            personal_key=lambda: PERSONAL,
-            project_key=lambda: PROJECT_KEY,
-            store=self.store,
-            client=QueryClient(transport=self.api.transport(), wall_clock=self.clock.wall),
-            state=self.state,
-            send_webhook=WebhookSender(transport=self.api.transport()).send,
-            on_alert=self.alerts.append,
-            clock=self.clock,
-            random_fraction=lambda: 1.0,
-        )
-
-    def beat(self, stored_with_lag: float | None = 10.0) -> None:
-        """One accepted live beat now; PostHog stores it after the lag (None: never)."""
-        wall = self.clock.wall()
-        uid = f"b{self.n}"
-        self.n += 1
-        self.outbox.settle([], {}, [(uid, wall.timestamp(), wall.timestamp() + 0.1, True)])
-        if stored_with_lag is not None:
-            self.api.stored[uid] = StoredBeat(uid, wall, wall + timedelta(seconds=stored_with_lag))
-
-    def run(self, seconds: float, beat_every: float | None = 60, lag: float | None = 10.0) -> None:
-        """Beats every minute and the poller as its thread would, for ``seconds``."""
-        end = self.clock.monotonic() + seconds
-        next_beat = self.clock.monotonic()
-        while True:
-            wake = self.poller.step()
-            nxt = min(w for w in (wake, next_beat if beat_every else None, end) if w is not None)
-            if nxt >= end and (wake is None or wake >= end):
-                self.clock.advance(max(0.0, end - self.clock.monotonic()))
-                return
-            self.clock.advance(max(0.0, nxt - self.clock.monotonic()))
-            if beat_every and self.clock.monotonic() >= next_beat:
-                self.beat(lag)
-                next_beat += beat_every
-
-    @property
-    def status(self) -> Any:
-        return self.state.snapshot.ingestion
 
 
 def test_without_a_personal_key_the_check_is_off_and_asks_nothing(tmp_path: Path) -> None:

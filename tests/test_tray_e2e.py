@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from heartbeat_tray.tray.icon_art import AMBER, BLUE, GREY, RED
+from heartbeat_tray.tray.icon_art import AMBER, BLUE, GREY, RED, VIOLET
 from heartbeat_tray.tray.presenter import MENU, Item
 from testkit.desktop import Desktop, menu_item_centres, start_desktop
 from testkit.posthog_server import CaptureServer
@@ -403,3 +403,24 @@ def test_open_log_without_a_program_to_open_it_says_so_and_prints_nothing(
     proc.terminate()
     _, err = proc.communicate(timeout=5)
     assert err.strip() == ""  # nothing on stderr: the notification and the log have it
+
+
+def test_accepted_but_not_ingested_has_its_own_icon_and_recovers(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    personal = "phx_trayPersonalKey0123456789abcdefghijkl"
+    server.personal_keys = {personal}
+    server.drop_downstream = True  # capture says 200; nothing is stored
+    keyed_app.write_config("[ingestion]\npoll_seconds = 1\nalert_after_seconds = 2\n")
+    proc, window = start_tray(
+        keyed_app, desktop, server, env_extra={"POSTHOG_PERSONAL_API_KEY": personal}
+    )
+    title = wait_title(desktop, window, "Not ingested since")
+    assert title.startswith("Heartbeat — Not ingested since ")
+    wait_until(lambda: colour_share(desktop.grab(window), VIOLET) > 0.1, what="the violet icon")
+    desktop.screenshot("tray-not-ingested", window)
+    server.drop_downstream = False
+    wait_title(desktop, window, "Last accepted")
+    wait_until(lambda: colour_share(desktop.grab(window), RED) > 0.1, what="healthy again")
+    proc.terminate()
+    assert proc.wait(timeout=5) == 0

@@ -292,15 +292,14 @@ class IngestionPoller:
         if status == "triggered":
             title = "Heartbeat not ingested"
             text = (
-                f"PostHog at {host} accepted the '{event}' heartbeat from {who} but has not "
-                f"stored it since {since.astimezone():%H:%M} (UTC {iso_utc(since)}): ingestion "
-                "may be broken downstream of capture."
+                f"PostHog at {host} accepts the '{event}' events from {who} but has stored "
+                f"none since {iso_utc(since)}: ingestion may be broken downstream of capture."
             )
             incident: Incident | None = Incident(since, triggered_sent=True)
         else:
             title = "Heartbeat ingested again"
             behind = f", {lag:.0f} s behind" if lag is not None else ""
-            text = f"PostHog at {host} stores the '{event}' heartbeat from {who} again{behind}."
+            text = f"PostHog at {host} stores the '{event}' events from {who} again{behind}."
             incident = None
         body = None
         if settings.ingestion.webhook_url:
