@@ -160,11 +160,11 @@ def tray_owner(display: str) -> bool:
         d.close()
 
 
-def start_desktop() -> Desktop:
-    xvfb_bin, trayer_bin = need("Xvfb"), need("trayer")
+def start_xvfb(size: str = "1024x768x24") -> tuple[subprocess.Popen[bytes], str]:
+    """An X server of our own: a free display number, chosen by Xvfb itself."""
     read_fd, write_fd = os.pipe()
     xvfb = subprocess.Popen(
-        [xvfb_bin, "-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        [need("Xvfb"), "-displayfd", str(write_fd), "-screen", "0", size, "-nolisten", "tcp"],
         pass_fds=(write_fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -173,7 +173,12 @@ def start_desktop() -> Desktop:
     with os.fdopen(read_fd) as pipe:
         number = pipe.readline().strip()
     assert number, "Xvfb did not start"
-    display = f":{number}"
+    return xvfb, f":{number}"
+
+
+def start_desktop() -> Desktop:
+    trayer_bin = need("trayer")
+    xvfb, display = start_xvfb("800x600x24")
     desktop = Desktop(display, xvfb, _start_tray_host(trayer_bin, display))
     for _attempt in range(3):
         deadline = time.monotonic() + 10

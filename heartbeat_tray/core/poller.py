@@ -157,7 +157,9 @@ class IngestionPoller:
                 self._key_problem = None
             except KeyringUnavailable as exc:
                 self._personal = None
-                self._key_problem = "Ingestion not checked — the keyring is unavailable"
+                self._key_problem = (
+                    "Ingestion not checked — keyring unavailable; set POSTHOG_PERSONAL_API_KEY"
+                )
                 log.warning("No personal API key: %s", exc)
         return self._personal
 

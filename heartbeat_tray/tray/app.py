@@ -57,10 +57,36 @@ def _no_display(reason: str) -> NoDisplay:
     )
 
 
+BACKENDS = ("sni", "xorg", "gtk", "appindicator")
+
+
+def choose_backend() -> tuple[Any, str]:
+    """(pystray or None, backend). On Linux our own StatusNotifierItem when a tray host speaks
+    it (KDE, GNOME with AppIndicator, XFCE, sway/waybar…), else pystray's fixed xorg backend.
+    ``HEARTBEAT_TRAY_BACKEND`` forces one; ``PYSTRAY_BACKEND`` asks for pystray's own choice."""
+    forced = os.environ.get("HEARTBEAT_TRAY_BACKEND", "").strip().lower()
+    if forced and forced not in BACKENDS:
+        raise NoDisplay(
+            f"HEARTBEAT_TRAY_BACKEND={forced!r} is not one of {', '.join(BACKENDS)}; "
+            "unset it to let the app choose."
+        )
+    linux = sys.platform.startswith("linux") or "bsd" in sys.platform
+    if linux and forced != "sni" and forced:
+        os.environ["PYSTRAY_BACKEND"] = forced
+    elif linux and (forced == "sni" or not os.environ.get("PYSTRAY_BACKEND")):
+        from heartbeat_tray.tray.sni import watcher_present
+
+        if forced == "sni" or watcher_present():
+            return None, "sni"
+        if not os.environ.get("DISPLAY") and os.environ.get("WAYLAND_DISPLAY"):
+            return None, "sni"  # Wayland has no XEmbed: wait for a tray host to appear
+    return import_pystray()
+
+
 def import_pystray() -> tuple[Any, str]:
     """Import pystray (it picks its backend at import time) and name the backend it chose."""
     if sys.platform.startswith("linux") or "bsd" in sys.platform:
-        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        if not os.environ.get("DISPLAY"):
             raise _no_display("DISPLAY is not set")
     try:
         import pystray
@@ -232,6 +258,8 @@ class TrayApp:
         elif self._pulse_frame is None:
             self._set_image(self.icons.states[self.view.icon])
         self.icon.title = self.view.title
+        if hasattr(self.icon, "set_attention"):  # hosts with an urgency flag (SNI)
+            self.icon.set_attention(self.view.needs_attention)
         self.icon.update_menu()
         if not self._setup_offered and snap.needs_setup:
             self._setup_offered = True
@@ -268,6 +296,8 @@ class TrayApp:
         first_image = self.icons.states[IconState.HEALTHY]
         if backend == "xorg":
             return self._run_xorg(first_image, title, autostart)
+        if backend == "sni":
+            return self._run_sni(autostart)
         if backend in ("gtk", "appindicator"):
             from gi.repository import GLib  # type: ignore[import-not-found,unused-ignore]
 
@@ -314,6 +344,32 @@ class TrayApp:
         ui.close()
         return EXIT_OK
 
+    def _run_sni(self, autostart: bool) -> int:
+        from heartbeat_tray.tray.sni import SniIcon
+
+        ui = self.ui = SelectUiThread()
+        popup = self.popup = TkPopup(lambda: self.view, self.on_click, ui)
+        images = [*self.icons.states.values(), *self.icons.pulse]
+        self.icon = SniIcon(
+            images,
+            lambda: self.view,
+            on_activate=lambda: ui.call(self.activate),
+            on_secondary=lambda: ui.call(self.engine.send_now),
+            on_menu=lambda item: ui.call(lambda: self.on_click(item)),
+            # hosts without a menu of their own (swaybar) ask for ours; Tk needs X for it
+            on_context_menu=(lambda x, y: ui.call(lambda: popup.show(x, y)))
+            if os.environ.get("DISPLAY")
+            else None,
+        )
+        self.notifier = Notifier(self.icon)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: ui.call(self.quit))
+        ui.call(self._show_icon)
+        self._start_core(autostart)
+        ui.run()
+        ui.close()
+        return EXIT_OK
+
     def _show_icon(self) -> None:
         self.icon.visible = True
         log.info("Tray icon shown")
@@ -329,7 +385,7 @@ class TrayApp:
 def run_tray(
     paths: AppPaths, loaded: LoadedSettings, overrides: Overrides, *, autostart: bool
 ) -> int:
-    pystray, backend = import_pystray()
+    pystray, backend = choose_backend()
     lock = InstanceLock(paths.lock_file)
     if not lock.acquire():
         if send_command(paths.state_dir, "settings"):

@@ -1,0 +1,169 @@
+"""The StatusNotifierItem for real: waybar on a headless sway (Wayland; the app has no X
+display at all) and xfce4-panel on Xvfb (X11, where the app must choose SNI over XEmbed).
+Real clicks: a virtual Wayland pointer, xdotool. Screenshots: test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jeepney import DBusAddress, new_method_call
+from jeepney.io.blocking import open_dbus_connection
+from PIL import Image
+
+from heartbeat_tray.tray.icon_art import GREY, RED
+from heartbeat_tray.tray.presenter import MENU
+from testkit.posthog_server import CaptureServer
+from testkit.sni_hosts import SniHost, start_waybar_on_sway, start_xfce_panel
+from tests.conftest import KEY, App, wait_until
+
+pytestmark = pytest.mark.desktop
+
+ENV = {"POSTHOG_PROJECT_API_KEY": KEY}
+
+
+@pytest.fixture(params=["waybar", "xfce4-panel"])
+def host(request: pytest.FixtureRequest) -> Iterator[SniHost]:
+    started = start_waybar_on_sway() if request.param == "waybar" else start_xfce_panel()
+    yield started
+    started.stop()
+
+
+def start(app: App, host: SniHost, server: CaptureServer, interval: str = "1") -> Any:
+    proc = app.start(
+        "tray",
+        "--autostart",
+        "--interval",
+        interval,
+        "--host",
+        server.url,
+        env={**ENV, **host.app_env, "PYSTRAY_BACKEND": ""},  # let the app choose
+    )
+    wait_until(lambda: "Registered the tray icon" in log(app), what="the item registered")
+    return proc
+
+
+def log(app: App) -> str:
+    return app.log_file.read_text() if app.log_file.exists() else ""
+
+
+def share(image: Image.Image, colour: tuple[int, ...], tolerance: int = 40) -> float:
+    data = list(image.convert("RGB").getdata())
+    near = sum(
+        1 for p in data if all(abs(a - b) <= tolerance for a, b in zip(p, colour[:3], strict=True))
+    )
+    return near / max(1, len(data))
+
+
+def icon(host: SniHost) -> Image.Image:
+    box = wait_until(host.icon_box, what="the icon")
+    return host.screenshot().crop(box)
+
+
+def menu_labels(host: SniHost) -> list[str]:
+    """The whole menu as a host reads it: GetLayout on the item's dbusmenu."""
+    with open_dbus_connection(bus=host.env["DBUS_SESSION_BUS_ADDRESS"]) as conn:
+        watcher = DBusAddress(
+            "/StatusNotifierWatcher",
+            bus_name="org.kde.StatusNotifierWatcher",
+            interface="org.freedesktop.DBus.Properties",
+        )
+        reply = conn.send_and_get_reply(
+            new_method_call(
+                watcher,
+                "Get",
+                "ss",
+                ("org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"),
+            ),
+            timeout=5,
+        )
+        (item,) = [i for i in reply.body[0][1] if i]
+        service = item.split("/", 1)[0]
+        menu = DBusAddress("/MenuBar", bus_name=service, interface="com.canonical.dbusmenu")
+        layout = conn.send_and_get_reply(
+            new_method_call(menu, "GetLayout", "iias", (0, -1, [])), timeout=5
+        )
+    _revision, (_root, _props, children) = layout.body
+    labels = []
+    for _sig, (_id, props, _kids) in children:
+        labels.append(props["label"][1] if "label" in props else "—")
+    return labels
+
+
+def test_the_item_shows_toggles_on_a_left_click_and_quits_from_the_hosts_menu(
+    app: App, host: SniHost, server: CaptureServer
+) -> None:
+    proc = start(app, host, server)
+    assert "Tray starting with the sni backend" in log(app)
+    if host.name == "waybar":
+        assert "DISPLAY" not in host.app_env  # Wayland only: no X display at all
+    server.wait_for_events(2)
+    wait_until(lambda: share(icon(host), RED) > 0.1, what="the red heart")
+    host.save(f"sni-{host.name}-healthy", (host.width - 220, 0, host.width, 30))
+    x, y = host.icon_centre()
+
+    host.click(x, y, "left")
+    wait_until(lambda: "Heartbeat disabled" in log(app), what="paused by a left click")
+    wait_until(lambda: share(icon(host), GREY) > 0.1, what="the grey, hollow heart")
+    host.save(f"sni-{host.name}-disabled", (host.width - 220, 0, host.width, 30))
+    server.wait_for(lambda: False, timeout=0.5)  # a request already on the wire lands
+    count = len(server.events)
+    assert not server.wait_for(lambda: len(server.events) > count, timeout=3.0)
+
+    host.click(x, y, "left")
+    server.wait_for_events(count + 2)  # resumed by a second left click
+
+    labels = menu_labels(host)
+    assert len(labels) == len(MENU)
+    assert labels[0] == "Enabled" and labels[-1] == "Quit" and "Send heartbeat now" in labels
+    assert any(label.startswith("Sent today:") for label in labels)
+
+    host.click(x, y, "right")
+    box = wait_until(host.menu_box, what="the host's own menu")
+    host.save(f"sni-{host.name}-menu", (box[0] - 20, 0, host.width, box[3] + 20))
+    started = time.monotonic()
+    host.click((box[0] + box[2]) // 2, box[3] - 14, "left")  # the last entry: Quit
+    proc.wait(timeout=5)
+    assert time.monotonic() - started < 3.0 and proc.returncode == 0
+    wait_until(lambda: host.icon_box() is None, what="the icon removed")
+
+
+def test_attention_while_failing_a_pulse_per_beat_and_back_after_a_panel_restart(
+    app: App, host: SniHost, server: CaptureServer
+) -> None:
+    monitor = subprocess.Popen(
+        ["dbus-monitor", "--session", "type='signal',interface='org.kde.StatusNotifierItem'"],
+        env={**os.environ, **host.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        proc = start(app, host, server, interval="2")
+        server.wait_for_events(3)
+        server.set_mode(503)
+        wait_until(lambda: "Failing" in log(app) or "failed" in log(app), what="failing")
+        wait_until(lambda: host.icon_box() is not None, what="the icon drawn")
+        host.save(f"sni-{host.name}-failing", (host.width - 220, 0, host.width, 30))
+        server.set_mode("ok")
+        count = len(server.events)
+        server.wait_for_events(count + 2)
+        host.restart_bar()  # the panel crashes and comes back: the item registers again
+        wait_until(lambda: host.icon_box() is not None, timeout=10, what="the icon back")
+        proc.terminate()
+        proc.wait(timeout=5)
+    finally:
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=5)
+    signals = [line for line in out.splitlines() if "member=" in line]
+    new_icons = sum("member=NewIcon" in line for line in signals)
+    assert new_icons >= 4 * 3  # the pulse: a few NewIcon frames per accepted beat
+    statuses = [
+        line for line in out.splitlines() if '"NeedsAttention"' in line or '"Active"' in line
+    ]
+    assert any("NeedsAttention" in line for line in statuses)  # while delivery failed
+    assert '"Active"' in statuses[-1]  # and back once it recovered
