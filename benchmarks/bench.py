@@ -36,6 +36,7 @@ from heartbeat_tray.core.event import BeatTemplate  # noqa: E402
 from heartbeat_tray.core.outbox import Outbox  # noqa: E402
 from testkit.keyring_session import start_keyring_session  # noqa: E402
 from testkit.posthog_server import CaptureServer  # noqa: E402
+from testkit.sni_hosts import start_waybar_on_sway  # noqa: E402
 from testkit.waiting import poll  # noqa: E402
 
 OURS_KEY = "phc_benchmarkOursKey0123456789abcdefghijklmno"
@@ -182,6 +183,8 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
     keyring = None
     tray_env = Env("tray")
     checked_env = Env("checked")
+    sni_env = Env("sni")
+    sni_host = None
     try:
         procs["ours"] = subprocess.Popen(
             ours("run", "--interval", str(interval), "--host", server.url, "--distinct-id", "run"),
@@ -221,6 +224,26 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
                 check=True,
                 capture_output=True,
             )
+            # the StatusNotifierItem tray, on waybar (Wayland, no X display)
+            sni_host = start_waybar_on_sway()
+            procs["sni"] = subprocess.Popen(
+                ours(
+                    "tray",
+                    "--autostart",
+                    "--interval",
+                    str(interval),
+                    "--host",
+                    server.url,
+                    "--distinct-id",
+                    "sni",
+                ),
+                env={
+                    **{k: v for k, v in sni_env.vars.items() if k != "DISPLAY"},
+                    **sni_host.app_env,
+                },
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             procs["tray"] = subprocess.Popen(
                 ours(
                     "tray",
@@ -241,6 +264,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             "peer": lambda: [e for e in server.events if e.get("distinct_id") == "sdk-peer"],
             "tray": lambda: events_from(server, "heartbeat-tray", "tray"),
             "checked": lambda: events_from(server, "heartbeat-tray", "checked"),
+            "sni": lambda: events_from(server, "heartbeat-tray", "sni"),
         }
         for name in procs:
             assert wait_for(lambda n=name: bool(firsts[n]()), 60), f"{name} sent no first beat"
@@ -262,8 +286,17 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         env.cleanup()
         tray_env.cleanup()
         checked_env.cleanup()
+        sni_env.cleanup()
+        if sni_host is not None:
+            sni_host.stop()
 
-    distinct = {"ours": "run", "peer": "sdk-peer", "tray": "tray", "checked": "checked"}
+    distinct = {
+        "ours": "run",
+        "peer": "sdk-peer",
+        "tray": "tray",
+        "checked": "checked",
+        "sni": "sni",
+    }
     query_times = [q["at"] for q in server.queries]
 
     def beat_times(name: str) -> list[float]:
@@ -351,6 +384,22 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
                 "/s",
                 "0",
                 t["quiet_wakeups"] == 0,
+            ),
+        ]
+        s = figures("sni")
+        sni = "SNI tray idle (waybar on sway; peer: the xorg tray above)"
+        rows += [
+            Row(sni, "RSS", s["rss"], t["rss"], "MiB", "≤ xorg tray", s["rss"] <= t["rss"]),
+            Row(sni, "threads", s["threads"], t["threads"], ""),
+            Row(sni, "CPU between beats", s["quiet_cpu_pct"], t["quiet_cpu_pct"], "%"),
+            Row(
+                sni,
+                "wakeups/s between beats",
+                s["quiet_wakeups"],
+                t["quiet_wakeups"],
+                "/s",
+                "0",
+                s["quiet_wakeups"] == 0,
             ),
         ]
     return rows

@@ -17,10 +17,12 @@ from tests.conftest import KEY, App, secret_tool_lookup, wait_until
 pytestmark = pytest.mark.desktop
 
 DIALOG_CLASS = "heartbeat-tray-settings"
-# Tab stops after the key field: Show, Event, Distinct id, Interval, Properties, Backfill,
+# Tab stops after the key field: Show, Event, Distinct id, Interval, Properties, then the
+# ingestion check's Personal key, Show, Project id, Alert after, Webhook URL, then Backfill,
 # Notify, Launch at login, Test connection.
 TABS_TO_INTERVAL = 4
-TABS_TO_TEST = 9
+TABS_TO_PERSONAL_KEY = 6
+TABS_TO_TEST = 14
 
 
 @pytest.fixture
@@ -249,3 +251,34 @@ def test_a_click_on_the_needs_setup_icon_opens_settings_and_never_disables(
     wait_until(lambda: "Last accepted" in (desktop.title(window) or ""), what="healthy title")
     tray.terminate()
     assert tray.wait(timeout=5) == 0
+
+
+def test_the_ingestion_section_tests_the_query_and_saves_the_personal_key(
+    app: App, keyring_session: dict[str, str], desktop: Desktop, server: CaptureServer
+) -> None:
+    personal = "phx_dialogPersonalKey0123456789abcdefghijk"
+    server.personal_keys = {personal}
+    app.write_config(f'host = "{server.url}"\n')
+    assert app.run("key", "set", input=KEY).returncode == 0
+    assert app.run("once").returncode == 0  # one beat of this installation, stored by PostHog
+    server.wait_for(lambda: bool(server.stored), timeout=5)
+    proc = open_dialog(app, desktop)
+    keys(desktop, *["Tab"] * TABS_TO_PERSONAL_KEY)
+    type_text(desktop, personal)
+    keys(desktop, *["Tab"] * (TABS_TO_TEST - TABS_TO_PERSONAL_KEY), "space")
+    wait_until(
+        lambda: "Query works — your last beat was ingested" in log_lines(app),
+        what="the query answer",
+    )
+    desktop.screenshot("dialog-ingestion-test", None)
+    keys(desktop, "Return")
+    assert proc.wait(timeout=10) == 0
+    stored = subprocess.run(
+        ["secret-tool", "lookup", "service", "heartbeat-tray", "username", "personal-api-key"],
+        capture_output=True,
+        text=True,
+        env=app.env,
+        timeout=30,
+    )
+    assert stored.stdout == personal
+    assert personal not in app.config_file.read_text()

@@ -106,9 +106,10 @@ class SettingsDialog:
         def note(name: str) -> None:
             nonlocal row
             row += 1
-            widget = ttk.Label(frame, text="", wraplength=420, foreground=ERROR_COLOUR)
+            widget = ttk.Label(frame, text="", wraplength=500, foreground=ERROR_COLOUR)
             widget.grid(row=row, column=1, sticky="w")
             self.notes[name] = widget
+            widget.grid_remove()  # shown by _set_note when it has something to say
             row += 1
 
         if settings_problem:
@@ -153,7 +154,7 @@ class SettingsDialog:
             colour = "gray35"
         else:
             hint, colour = "No key stored yet: paste the phc_… key from Project settings.", "gray35"
-        self.notes["api_key"].configure(text=hint, foreground=colour)
+        self._set_note("api_key", hint, colour)
         self.key_hint = (hint, colour)
 
         label("Event name")
@@ -168,8 +169,8 @@ class SettingsDialog:
         )
         note("distinct_id")
         generated = installation_id(self.paths.installation_id_file)
-        self.distinct_hint = (f"Empty uses this installation's id: {generated}", "gray35")
-        self.notes["distinct_id"].configure(text=self.distinct_hint[0], foreground="gray35")
+        self.distinct_hint = (f"Empty: {generated}", "gray35")
+        self._set_note("distinct_id", *self.distinct_hint)
 
         label("Interval (seconds)")
         interval_row = ttk.Frame(frame)
@@ -182,7 +183,7 @@ class SettingsDialog:
         note("interval_seconds")
 
         label("Extra properties")
-        self.properties = tkinter.Text(frame, width=40, height=4, wrap="none", undo=True)
+        self.properties = tkinter.Text(frame, width=40, height=3, wrap="none", undo=True)
         self.properties.insert("1.0", values.properties)
         self.properties.grid(row=row, column=1, sticky="ew")
         # Tab moves on and Return is a new line here, as in any form's text area.
@@ -192,7 +193,7 @@ class SettingsDialog:
         self.properties.bind("<KP_Enter>", self._new_line)
         self.properties.bind("<<Modified>>", self._properties_changed)
         note("properties")
-        self.notes["properties"].configure(text="One name = value per line.", foreground="gray35")
+        self._set_note("properties", "One name = value per line.", "gray35")
 
         ttk.Label(frame, text="Ingestion check", font=("TkDefaultFont", 10, "bold")).grid(
             row=row, column=0, columnspan=2, sticky="w", pady=(10, 2)
@@ -220,14 +221,11 @@ class SettingsDialog:
             (f"Stored: {mask(self.stored_personal)} — leave empty to keep it.", "gray35")
             if self.stored_personal
             else (
-                "Optional: a phx_… key with Query Read and Project Read confirms each beat "
-                "is stored.",
+                "Optional: a phx_… key (Query Read, Project Read).",
                 "gray35",
             )
         )
-        self.notes["personal_key"].configure(
-            text=self.personal_hint[0], foreground=self.personal_hint[1]
-        )
+        self._set_note("personal_key", *self.personal_hint)
 
         label("Project id")
         self.project_id = tkinter.StringVar(value=values.project_id)
@@ -239,9 +237,7 @@ class SettingsDialog:
             if found
             else ("Empty: found from the project API key.", "gray35")
         )
-        self.notes["project_id"].configure(
-            text=self.project_hint[0], foreground=self.project_hint[1]
-        )
+        self._set_note("project_id", *self.project_hint)
 
         label("Alert after (seconds)")
         self.alert_after = tkinter.StringVar(value=values.alert_after)
@@ -254,9 +250,10 @@ class SettingsDialog:
             row=row, column=1, sticky="ew"
         )
         note("webhook_url")
-        self.notes["webhook_url"].configure(
-            text="Optional: Slack, Mattermost, Google Chat… get one message per incident.",
-            foreground="gray35",
+        self._set_note(
+            "webhook_url",
+            "Optional: one message per incident (Slack and others).",
+            "gray35",
         )
 
         self.backfill = tkinter.BooleanVar(value=values.backfill)
@@ -382,18 +379,26 @@ class SettingsDialog:
             "personal_key": self.personal_hint,
             "project_id": self.project_hint,
             "webhook_url": (
-                "Optional: Slack, Mattermost, Google Chat… get one message per incident.",
+                "Optional: one message per incident (Slack and others).",
                 "gray35",
             ),
         }
-        for name, widget in self.notes.items():
+        for name in self.notes:
             if name in errors:
-                widget.configure(text=errors[name], foreground=ERROR_COLOUR)
+                self._set_note(name, errors[name], ERROR_COLOUR)
             elif name in warnings:
-                widget.configure(text=warnings[name], foreground=WARNING_COLOUR)
+                self._set_note(name, warnings[name], WARNING_COLOUR)
             else:
-                text, colour = defaults.get(name, ("", ERROR_COLOUR))
-                widget.configure(text=text, foreground=colour)
+                self._set_note(name, *defaults.get(name, ("", ERROR_COLOUR)))
+
+    def _set_note(self, name: str, text: str, colour: str) -> None:
+        """The line under a field; an empty one takes no room (the dialog fits a laptop)."""
+        widget = self.notes[name]
+        widget.configure(text=text, foreground=colour)
+        if text:
+            widget.grid()
+        else:
+            widget.grid_remove()
 
     # --- actions ---
 
