@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping
 
@@ -40,7 +41,12 @@ class KeyStore:
     ) -> None:
         self.kind = kind
         self._environ = os.environ if environ is None else environ
-        self.read_in_child = read_in_child
+        # Only where the keyring is the Secret Service (Linux, BSD): its D-Bus backends are what
+        # costs ~20 MiB. The Windows and macOS keyrings are cheap, and the hand-over's pipe
+        # passing and parent check are POSIX.
+        self.read_in_child = read_in_child and sys.platform.startswith(
+            ("linux", "freebsd", "openbsd", "netbsd")
+        )
         self._lock = threading.Lock()
         self._cached: ApiKey | None = None
         self._loaded = False

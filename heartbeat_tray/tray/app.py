@@ -303,7 +303,12 @@ class TrayApp:
 
             GLib.set_prgname("heartbeat-tray")  # the window class trays and docks show
         icon = pystray.Icon("heartbeat-tray", first_image, title)
-        self.ui = PostingUiThread(poster_for(backend))
+        if backend == "win32":
+            from heartbeat_tray.tray.win32 import Win32UiThread
+
+            self.ui = Win32UiThread(icon)
+        else:
+            self.ui = PostingUiThread(poster_for(backend))
         icon.menu = to_pystray(lambda: self.view, self.on_click, self.ui)
         self.icon = icon
         self.notifier = Notifier(icon)

@@ -35,7 +35,8 @@ class UiThread(Protocol):
         """Run ``job`` on the UI thread after ``delay_ms``; safe from any thread."""
 
 
-def _run(job: Job) -> None:
+def run_job(job: Job) -> None:
+    """Run one job; a failure is logged, never raised into a toolkit's loop."""
     try:
         job()
     except Exception:
@@ -67,7 +68,7 @@ class _Wakeable:
             while self._reader.recv(4096):
                 pass
         while self._jobs:
-            _run(self._jobs.popleft())
+            run_job(self._jobs.popleft())
 
     def close(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -101,7 +102,7 @@ class SelectUiThread(_Wakeable):
         self._drain()
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
-            _run(heapq.heappop(self._timers)[2])
+            run_job(heapq.heappop(self._timers)[2])
             now = time.monotonic()
         return max(0.0, self._timers[0][0] - now) if self._timers else None
 
@@ -129,7 +130,7 @@ class TkUiThread(_Wakeable):
         root.tk.createfilehandler(self._reader.fileno(), tkinter.READABLE, self._drain)
 
     def call_later(self, delay_ms: int, job: Job) -> None:
-        self.call(lambda: self._root.after(delay_ms, lambda: _run(job)))
+        self.call(lambda: self._root.after(delay_ms, lambda: run_job(job)))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -138,13 +139,13 @@ class TkUiThread(_Wakeable):
 
 
 class PostingUiThread:
-    """For backends whose own loop owns the main thread (win32, darwin, gtk, appindicator)."""
+    """For backends whose own loop owns the main thread (darwin, gtk, appindicator)."""
 
     def __init__(self, post: Callable[[Job], None]) -> None:
         self._post = post
 
     def call(self, job: Job) -> None:
-        self._post(lambda: _run(job))
+        self._post(lambda: run_job(job))
 
     def call_later(self, delay_ms: int, job: Job) -> None:
         timer = threading.Timer(delay_ms / 1000, lambda: self.call(job))
@@ -170,11 +171,4 @@ def poster_for(backend: str) -> Callable[[Job], None]:
         from PyObjCTools import AppHelper  # type: ignore[import-not-found,unused-ignore]
 
         return AppHelper.callAfter  # type: ignore[no-any-return]
-    # win32: pystray's win32 calls are thread-safe Shell_NotifyIcon calls; serialise them.
-    lock = threading.Lock()
-
-    def post_locked(job: Job) -> None:
-        with lock:
-            job()
-
-    return post_locked
+    raise ValueError(f"no UI hand-off for the {backend} backend (win32 has its own)")
