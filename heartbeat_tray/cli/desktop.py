@@ -17,8 +17,15 @@ def cmd_tray(ctx: Context) -> int:
 
 
 def cmd_settings(ctx: Context) -> int:
-    from heartbeat_tray.dialog.view import run_dialog
     from heartbeat_tray.tray.ui_thread import NoDisplay
+
+    try:
+        from heartbeat_tray.dialog.view import run_dialog
+    except ImportError as exc:  # a Python built without Tk (embedded builds, no python3-tk)
+        raise UserError(
+            f"The settings dialog needs Tk, which this Python lacks ({exc}); use "
+            "'heartbeat-tray key set' and edit the settings file instead."
+        ) from None
 
     try:
         return run_dialog(ctx.paths)
