@@ -112,6 +112,13 @@ class SettingsDialog:
             widget.grid_remove()  # shown by _set_note when it has something to say
             row += 1
 
+        def text_field(title: str, name: str, value: str, width: int) -> tkinter.StringVar:
+            label(title)
+            var = tkinter.StringVar(value=value)
+            ttk.Entry(frame, textvariable=var, width=width).grid(row=row, column=1, sticky="w")
+            note(name)
+            return var
+
         if settings_problem:
             ttk.Label(frame, text=settings_problem, wraplength=520, foreground=WARNING_COLOUR).grid(
                 row=row, column=0, columnspan=2, sticky="w", pady=(0, 8)
@@ -157,17 +164,9 @@ class SettingsDialog:
         self._set_note("api_key", hint, colour)
         self.key_hint = (hint, colour)
 
-        label("Event name")
-        self.event = tkinter.StringVar(value=values.event)
-        ttk.Entry(frame, textvariable=self.event, width=30).grid(row=row, column=1, sticky="w")
-        note("event")
+        self.event = text_field("Event name", "event", values.event, 30)
 
-        label("Distinct id")
-        self.distinct_id = tkinter.StringVar(value=values.distinct_id)
-        ttk.Entry(frame, textvariable=self.distinct_id, width=40).grid(
-            row=row, column=1, sticky="w"
-        )
-        note("distinct_id")
+        self.distinct_id = text_field("Distinct id", "distinct_id", values.distinct_id, 40)
         generated = installation_id(self.paths.installation_id_file)
         self.distinct_hint = (f"Empty: {generated}", "gray35")
         self._set_note("distinct_id", *self.distinct_hint)
@@ -227,10 +226,7 @@ class SettingsDialog:
         )
         self._set_note("personal_key", *self.personal_hint)
 
-        label("Project id")
-        self.project_id = tkinter.StringVar(value=values.project_id)
-        ttk.Entry(frame, textvariable=self.project_id, width=12).grid(row=row, column=1, sticky="w")
-        note("project_id")
+        self.project_id = text_field("Project id", "project_id", values.project_id, 12)
         found = self._found_project_id()
         self.project_hint = (
             (f"Found: {found} — leave empty to keep finding it.", "gray35")
@@ -239,17 +235,9 @@ class SettingsDialog:
         )
         self._set_note("project_id", *self.project_hint)
 
-        label("Alert after (seconds)")
-        self.alert_after = tkinter.StringVar(value=values.alert_after)
-        ttk.Entry(frame, textvariable=self.alert_after, width=8).grid(row=row, column=1, sticky="w")
-        note("alert_after")
+        self.alert_after = text_field("Alert after (seconds)", "alert_after", values.alert_after, 8)
 
-        label("Webhook URL")
-        self.webhook_url = tkinter.StringVar(value=values.webhook_url)
-        ttk.Entry(frame, textvariable=self.webhook_url, width=40).grid(
-            row=row, column=1, sticky="ew"
-        )
-        note("webhook_url")
+        self.webhook_url = text_field("Webhook URL", "webhook_url", values.webhook_url, 52)
         self._set_note(
             "webhook_url",
             "Optional: one message per incident (Slack and others).",

@@ -6,57 +6,34 @@ followed (the key is in the body). Every exchange has a deadline for the whole o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from heartbeat_tray import __version__
 from heartbeat_tray.core.event import iso_utc
-from heartbeat_tray.posthog.deadline import DeadlineTransport
 from heartbeat_tray.posthog.flags import KeyCheck, check_key
+from heartbeat_tray.posthog.http import DeadlineClient, failure_reason
 from heartbeat_tray.posthog.responses import (
     Delivery,
     Verdict,
     classify_status,
-    describe_network_error,
 )
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"heartbeat-tray/{__version__}"
 
-
-class PostHogClient:
+class PostHogClient(DeadlineClient):
     def __init__(
         self,
         transport: httpx.BaseTransport | None = None,
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self._deadline = DeadlineTransport() if transport is None else None
-        self._http = httpx.Client(
-            transport=transport or self._deadline,
-            headers={"User-Agent": USER_AGENT},
-            verify=True,
-            follow_redirects=False,
-        )
+        super().__init__(transport)
         self._wall = wall_clock or (lambda: datetime.now(UTC))
-
-    def close(self) -> None:
-        self._http.close()
-
-    @contextlib.contextmanager
-    def _within(self, seconds: float) -> Iterator[threading.Event]:
-        if self._deadline is None:  # a test's transport answers at once
-            yield threading.Event()
-            return
-        with self._deadline.deadline(seconds) as expired:
-            yield expired
 
     def send_batch(
         self, host: str, api_key: str, events: Sequence[dict[str, Any]], timeout: float
@@ -69,24 +46,20 @@ class PostHogClient:
             "historical_migration": False,
         }
         content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        with self._within(timeout) as expired:
+        with self.within(timeout) as expired:
             try:
-                response = self._http.post(
+                response = self.http.post(
                     f"{host}/batch/",
                     content=content,
                     headers={"Content-Type": "application/json"},
                     timeout=timeout,
                 )
             except httpx.HTTPError as exc:
-                reason = (
-                    f"timed out (no complete answer within {timeout:g} s)"
-                    if expired.is_set()
-                    else describe_network_error(exc)
-                )
+                reason = failure_reason(exc, expired, timeout)
                 log.info("Capture request failed: %s", reason)
                 return Delivery(Verdict.TRANSIENT, reason)
         return classify_status(response, self._wall())
 
     def check_key(self, host: str, api_key: str, distinct_id: str, timeout: float) -> KeyCheck:
-        with self._within(timeout) as expired:
-            return check_key(self._http, host, api_key, distinct_id, timeout, expired)
+        with self.within(timeout) as expired:
+            return check_key(self.http, host, api_key, distinct_id, timeout, expired)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from heartbeat_tray.posthog.responses import describe_network_error
+from heartbeat_tray.posthog.http import failure_reason
 
 
 class KeyCheckVerdict(enum.Enum):
@@ -44,11 +44,7 @@ def check_key(
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        reason = (
-            f"no complete answer within {timeout:g} s"
-            if expired.is_set()
-            else describe_network_error(exc)
-        )
+        reason = failure_reason(exc, expired, timeout)
         if reason.startswith("TLS error"):
             return KeyCheck(
                 KeyCheckVerdict.TLS_ERROR,

@@ -4,20 +4,17 @@ stored (the ingestion check). Answers are classified as values, like the capture
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from heartbeat_tray.posthog.capture import USER_AGENT
-from heartbeat_tray.posthog.deadline import DeadlineTransport
-from heartbeat_tray.posthog.responses import describe_network_error, parse_retry_after
+from heartbeat_tray.posthog.http import DeadlineClient, failure_reason
+from heartbeat_tray.posthog.responses import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -66,37 +63,21 @@ def parse_time(value: Any) -> datetime:
     return moment.astimezone(UTC)
 
 
-class QueryClient:
+class QueryClient(DeadlineClient):
     def __init__(
         self,
         transport: httpx.BaseTransport | None = None,
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self._deadline = DeadlineTransport() if transport is None else None
-        self._http = httpx.Client(
-            transport=transport or self._deadline,
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
-        )
+        super().__init__(transport)
         self._wall = wall_clock or (lambda: datetime.now(UTC))
-
-    def close(self) -> None:
-        self._http.close()
-
-    @contextlib.contextmanager
-    def _within(self, seconds: float) -> Iterator[threading.Event]:
-        if self._deadline is None:
-            yield threading.Event()
-            return
-        with self._deadline.deadline(seconds) as expired:
-            yield expired
 
     def _call(
         self, method: str, url: str, personal_key: str, timeout: float, json: Any = None
     ) -> httpx.Response | QueryAnswer:
-        with self._within(timeout) as expired:
+        with self.within(timeout) as expired:
             try:
-                return self._http.request(
+                return self.http.request(
                     method,
                     url,
                     json=json,
@@ -104,11 +85,7 @@ class QueryClient:
                     timeout=timeout,
                 )
             except httpx.HTTPError as exc:
-                reason = (
-                    f"no complete answer within {timeout:g} s"
-                    if expired.is_set()
-                    else describe_network_error(exc)
-                )
+                reason = failure_reason(exc, expired, timeout)
                 return QueryAnswer(
                     QueryVerdict.TRANSIENT, f"PostHog's query API could not be reached ({reason})."
                 )

@@ -9,9 +9,7 @@ from typing import Any
 
 import httpx
 
-from heartbeat_tray.posthog.capture import USER_AGENT
-from heartbeat_tray.posthog.deadline import DeadlineTransport
-from heartbeat_tray.posthog.responses import describe_network_error
+from heartbeat_tray.posthog.http import DeadlineClient, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -22,28 +20,16 @@ class WebhookResult(enum.Enum):
     REFUSED = "refused"  # any other answer: retrying would not help
 
 
-class WebhookSender:
-    def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
-        self._deadline = DeadlineTransport() if transport is None else None
-        self._http = httpx.Client(
-            transport=transport or self._deadline,
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
+class WebhookSender(DeadlineClient):
     def send(self, url: str, body: dict[str, Any], timeout: float = 10.0) -> WebhookResult:
-        try:
-            if self._deadline is not None:
-                with self._deadline.deadline(timeout):
-                    response = self._http.post(url, json=body, timeout=timeout)
-            else:
-                response = self._http.post(url, json=body, timeout=timeout)
-        except httpx.HTTPError as exc:
-            log.warning("The webhook could not be reached: %s", describe_network_error(exc))
-            return WebhookResult.RETRY
+        with self.within(timeout) as expired:
+            try:
+                response = self.http.post(url, json=body, timeout=timeout)
+            except httpx.HTTPError as exc:
+                log.warning(
+                    "The webhook could not be reached: %s", failure_reason(exc, expired, timeout)
+                )
+                return WebhookResult.RETRY
         status = response.status_code
         if 200 <= status < 300:
             return WebhookResult.DELIVERED
