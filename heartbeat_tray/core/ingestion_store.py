@@ -6,6 +6,7 @@ the project id found, and the webhooks still to deliver.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +15,9 @@ from typing import Any
 
 from heartbeat_tray.core.event import iso_utc
 from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus, Judgement, LedgerBeat
-from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.outbox import SCHEMA, Outbox
+
+log = logging.getLogger(__name__)
 
 
 def _utc(seconds: float) -> datetime:
@@ -78,7 +81,13 @@ def status_from_json(data: Any) -> IngestionStatus | None:
 
 class IngestionStore:
     def __init__(self, path: Path) -> None:
-        self._db: sqlite3.Connection = Outbox.open_connection(path)
+        try:
+            self._db: sqlite3.Connection = Outbox.open_connection(path)
+        except sqlite3.Error as exc:
+            # A full or read-only disk: the check still runs, it just forgets on a restart.
+            log.warning("The ingestion check keeps nothing on disk (%s)", exc)
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -22,7 +22,7 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # PostHog SDKs stay under 5 MiB per request; 
 BUSY_TIMEOUT = 5.0  # another process holding a write lock for a moment is waited out
 OPEN_ATTEMPTS = 6  # a lock held longer (a backup tool, an sqlite3 shell) is waited out ~30 s
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS beats (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     uuid TEXT NOT NULL UNIQUE,
@@ -128,7 +128,7 @@ class Outbox:
             except sqlite3.Error as exc:
                 log.error("Cannot read the outbox %s either: %s", self.path, exc)
         db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         return db
 
     def reopen(self) -> bool:
@@ -167,7 +167,7 @@ class Outbox:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             db.execute("SELECT count(*) FROM beats").fetchone()
         except sqlite3.Error:
             db.close()
