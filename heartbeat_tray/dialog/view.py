@@ -42,6 +42,73 @@ log = logging.getLogger(__name__)
 ERROR_COLOUR = "#b3261e"
 WARNING_COLOUR = "#8a5a00"
 OK_COLOUR = "#1b6e2a"
+WEBHOOK_HINT = ("Optional: one message per incident (Slack and others).", "gray35")
+
+
+class _Rows:
+    """The form's grid, top to bottom: a label, its field, and a note under it that takes no
+    room while empty."""
+
+    def __init__(self, frame: ttk.Frame, notes: dict[str, ttk.Label]) -> None:
+        self.frame = frame
+        self.notes = notes
+        self.row = 0
+
+    def label(self, text: str) -> None:
+        ttk.Label(self.frame, text=text).grid(
+            row=self.row, column=0, sticky="nw", padx=(0, 12), pady=4
+        )
+
+    def line(self, column: int = 1, span: int = 1, pady: tuple[int, int] = (0, 0)) -> ttk.Frame:
+        box = ttk.Frame(self.frame)
+        box.grid(row=self.row, column=column, columnspan=span, sticky="ew", pady=pady)
+        return box
+
+    def note(self, name: str) -> None:
+        self.row += 1
+        widget = ttk.Label(self.frame, text="", wraplength=500, foreground=ERROR_COLOUR)
+        widget.grid(row=self.row, column=1, sticky="w")
+        self.notes[name] = widget
+        widget.grid_remove()  # shown by SettingsDialog._set_note when it has something to say
+        self.row += 1
+
+    def banner(self, text: str, colour: str, pady: tuple[int, int] = (0, 8)) -> ttk.Label:
+        widget = ttk.Label(self.frame, text=text, wraplength=520, foreground=colour)
+        widget.grid(row=self.row, column=0, columnspan=2, sticky="w", pady=pady)
+        self.row += 1
+        return widget
+
+    def heading(self, text: str) -> None:
+        ttk.Label(self.frame, text=text, font=("TkDefaultFont", 10, "bold")).grid(
+            row=self.row, column=0, columnspan=2, sticky="w", pady=(10, 2)
+        )
+        self.row += 1
+
+    def text_field(self, title: str, name: str, value: str, width: int) -> tkinter.StringVar:
+        self.label(title)
+        var = tkinter.StringVar(value=value)
+        ttk.Entry(self.frame, textvariable=var, width=width).grid(
+            row=self.row, column=1, sticky="w"
+        )
+        self.note(name)
+        return var
+
+    def secret_field(self, title: str, name: str) -> tuple[tkinter.StringVar, ttk.Entry]:
+        """A masked key field with Show beside it; empty keeps the stored key."""
+        self.label(title)
+        box = self.line()
+        var = tkinter.StringVar()
+        entry = ttk.Entry(box, textvariable=var, show="•", width=40)
+        entry.pack(side="left", fill="x", expand=True)
+        shown = tkinter.BooleanVar(master=self.frame, value=False)
+        ttk.Checkbutton(
+            box,
+            text="Show",
+            variable=shown,
+            command=lambda: entry.configure(show="" if shown.get() else "•"),
+        ).pack(side="left", padx=(8, 0))
+        self.note(name)
+        return var, entry
 
 
 class SettingsDialog:
@@ -98,177 +165,13 @@ class SettingsDialog:
         frame.grid(sticky="nsew")
         frame.columnconfigure(1, weight=1)
         self.notes: dict[str, ttk.Label] = {}
-        row = 0
-
-        def label(text: str) -> None:
-            ttk.Label(frame, text=text).grid(row=row, column=0, sticky="nw", padx=(0, 12), pady=4)
-
-        def note(name: str) -> None:
-            nonlocal row
-            row += 1
-            widget = ttk.Label(frame, text="", wraplength=500, foreground=ERROR_COLOUR)
-            widget.grid(row=row, column=1, sticky="w")
-            self.notes[name] = widget
-            widget.grid_remove()  # shown by _set_note when it has something to say
-            row += 1
-
-        def text_field(title: str, name: str, value: str, width: int) -> tkinter.StringVar:
-            label(title)
-            var = tkinter.StringVar(value=value)
-            ttk.Entry(frame, textvariable=var, width=width).grid(row=row, column=1, sticky="w")
-            note(name)
-            return var
-
+        rows = _Rows(frame, self.notes)
         if settings_problem:
-            ttk.Label(frame, text=settings_problem, wraplength=520, foreground=WARNING_COLOUR).grid(
-                row=row, column=0, columnspan=2, sticky="w", pady=(0, 8)
-            )
-            row += 1
-
-        label("PostHog")
-        host_row = ttk.Frame(frame)
-        host_row.grid(row=row, column=1, sticky="ew")
-        self.host_choice = tkinter.StringVar(value=HOST_LABELS[values.host_choice])
-        combo = ttk.Combobox(
-            host_row,
-            textvariable=self.host_choice,
-            values=list(HOST_LABELS.values()),
-            state="readonly",
-            width=18,
-        )
-        combo.pack(side="left")
-        combo.bind("<<ComboboxSelected>>", lambda _e: self._host_choice_changed())
-        self.custom_host = tkinter.StringVar(value=values.custom_host)
-        self.custom_host_entry = ttk.Entry(host_row, textvariable=self.custom_host, width=34)
-        self.custom_host_entry.pack(side="left", padx=(8, 0), fill="x", expand=True)
-        note("host")
-
-        label("Project API key")
-        key_row = ttk.Frame(frame)
-        key_row.grid(row=row, column=1, sticky="ew")
-        self.api_key = tkinter.StringVar()
-        self.key_entry = ttk.Entry(key_row, textvariable=self.api_key, show="•", width=40)
-        self.key_entry.pack(side="left", fill="x", expand=True)
-        self.show_key = tkinter.BooleanVar(value=False)
-        ttk.Checkbutton(
-            key_row, text="Show", variable=self.show_key, command=self._toggle_show
-        ).pack(side="left", padx=(8, 0))
-        note("api_key")
-        if self.keyring_problem:
-            hint, colour = f"Keyring: {self.keyring_problem}", ERROR_COLOUR
-        elif self.stored_key:
-            hint = f"Stored: {mask(self.stored_key)} — leave empty to keep it."
-            colour = "gray35"
-        else:
-            hint, colour = "No key stored yet: paste the phc_… key from Project settings.", "gray35"
-        self._set_note("api_key", hint, colour)
-        self.key_hint = (hint, colour)
-
-        self.event = text_field("Event name", "event", values.event, 30)
-
-        self.distinct_id = text_field("Distinct id", "distinct_id", values.distinct_id, 40)
-        generated = installation_id(self.paths.installation_id_file)
-        self.distinct_hint = (f"Empty: {generated}", "gray35")
-        self._set_note("distinct_id", *self.distinct_hint)
-
-        label("Interval (seconds)")
-        interval_row = ttk.Frame(frame)
-        interval_row.grid(row=row, column=1, sticky="w")
-        self.interval = tkinter.StringVar(value=values.interval)
-        ttk.Entry(interval_row, textvariable=self.interval, width=8).pack(side="left")
-        self.per_day = ttk.Label(interval_row, text="", foreground="gray35")
-        self.per_day.pack(side="left", padx=(8, 0))
-        self.interval.trace_add("write", lambda *_: self._interval_changed())
-        note("interval_seconds")
-
-        label("Extra properties")
-        self.properties = tkinter.Text(frame, width=40, height=3, wrap="none", undo=True)
-        self.properties.insert("1.0", values.properties)
-        self.properties.grid(row=row, column=1, sticky="ew")
-        # Tab moves on and Return is a new line here, as in any form's text area.
-        self.properties.bind("<Tab>", self._focus_next)
-        self.properties.bind("<Shift-Tab>", self._focus_previous)
-        self.properties.bind("<Return>", self._new_line)
-        self.properties.bind("<KP_Enter>", self._new_line)
-        self.properties.bind("<<Modified>>", self._properties_changed)
-        note("properties")
-        self._set_note("properties", "One name = value per line.", "gray35")
-
-        ttk.Label(frame, text="Ingestion check", font=("TkDefaultFont", 10, "bold")).grid(
-            row=row, column=0, columnspan=2, sticky="w", pady=(10, 2)
-        )
-        row += 1
-        label("Personal API key")
-        personal_row = ttk.Frame(frame)
-        personal_row.grid(row=row, column=1, sticky="ew")
-        self.personal_key = tkinter.StringVar()
-        self.personal_entry = ttk.Entry(
-            personal_row, textvariable=self.personal_key, show="•", width=40
-        )
-        self.personal_entry.pack(side="left", fill="x", expand=True)
-        self.show_personal = tkinter.BooleanVar(value=False)
-        ttk.Checkbutton(
-            personal_row,
-            text="Show",
-            variable=self.show_personal,
-            command=lambda: self.personal_entry.configure(
-                show="" if self.show_personal.get() else "•"
-            ),
-        ).pack(side="left", padx=(8, 0))
-        note("personal_key")
-        self.personal_hint = (
-            (f"Stored: {mask(self.stored_personal)} — leave empty to keep it.", "gray35")
-            if self.stored_personal
-            else (
-                "Optional: a phx_… key (Query Read, Project Read).",
-                "gray35",
-            )
-        )
-        self._set_note("personal_key", *self.personal_hint)
-
-        self.project_id = text_field("Project id", "project_id", values.project_id, 12)
-        found = self._found_project_id()
-        self.project_hint = (
-            (f"Found: {found} — leave empty to keep finding it.", "gray35")
-            if found
-            else ("Empty: found from the project API key.", "gray35")
-        )
-        self._set_note("project_id", *self.project_hint)
-
-        self.alert_after = text_field("Alert after (seconds)", "alert_after", values.alert_after, 8)
-
-        self.webhook_url = text_field("Webhook URL", "webhook_url", values.webhook_url, 52)
-        self._set_note(
-            "webhook_url",
-            "Optional: one message per incident (Slack and others).",
-            "gray35",
-        )
-
-        self.backfill = tkinter.BooleanVar(value=values.backfill)
-        self.notify = tkinter.BooleanVar(value=values.notify)
-        self.launch_at_login = tkinter.BooleanVar(value=values.launch_at_login)
-        for text, var in (
-            ("Deliver beats missed while offline, with their own times", self.backfill),
-            ("Notify me when delivery starts failing and when it recovers", self.notify),
-            ("Launch at login", self.launch_at_login),
-        ):
-            ttk.Checkbutton(frame, text=text, variable=var).grid(
-                row=row, column=1, sticky="w", pady=2
-            )
-            row += 1
-
-        buttons = ttk.Frame(frame)
-        buttons.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(12, 0))
-        self.test_button = ttk.Button(buttons, text="Test connection", command=self.test)
-        self.test_button.pack(side="left")
-        ttk.Button(buttons, text="Save", command=self.save, default="active").pack(side="right")
-        ttk.Button(buttons, text="Cancel", command=self.cancel).pack(side="right", padx=(0, 8))
-        row += 1
-        self.test_result = ttk.Label(frame, text="", wraplength=520)
-        self.test_result.grid(row=row, column=0, columnspan=2, sticky="w", pady=(8, 0))
-        row += 1
-        self.save_result = ttk.Label(frame, text="", wraplength=520, foreground=ERROR_COLOUR)
-        self.save_result.grid(row=row, column=0, columnspan=2, sticky="w")
+            rows.banner(settings_problem, WARNING_COLOUR)
+        self._build_heartbeat(rows, values)
+        rows.heading("Ingestion check")
+        self._build_ingestion(rows, values)
+        self._build_actions(rows, values)
 
         root.bind("<Return>", lambda _e: self.save())
         root.bind("<KP_Enter>", lambda _e: self.save())
@@ -293,6 +196,110 @@ class SettingsDialog:
         self._revalidate()
         self.key_entry.focus_set()
 
+    def _build_heartbeat(self, rows: _Rows, values: FormValues) -> None:
+        rows.label("PostHog")
+        host_row = rows.line()
+        self.host_choice = tkinter.StringVar(value=HOST_LABELS[values.host_choice])
+        combo = ttk.Combobox(
+            host_row,
+            textvariable=self.host_choice,
+            values=list(HOST_LABELS.values()),
+            state="readonly",
+            width=18,
+        )
+        combo.pack(side="left")
+        combo.bind("<<ComboboxSelected>>", lambda _e: self._host_choice_changed())
+        self.custom_host = tkinter.StringVar(value=values.custom_host)
+        self.custom_host_entry = ttk.Entry(host_row, textvariable=self.custom_host, width=34)
+        self.custom_host_entry.pack(side="left", padx=(8, 0), fill="x", expand=True)
+        rows.note("host")
+
+        self.api_key, self.key_entry = rows.secret_field("Project API key", "api_key")
+        if self.keyring_problem:
+            hint, colour = f"Keyring: {self.keyring_problem}", ERROR_COLOUR
+        elif self.stored_key:
+            hint = f"Stored: {mask(self.stored_key)} — leave empty to keep it."
+            colour = "gray35"
+        else:
+            hint, colour = "No key stored yet: paste the phc_… key from Project settings.", "gray35"
+        self.key_hint = (hint, colour)
+        self._set_note("api_key", *self.key_hint)
+
+        self.event = rows.text_field("Event name", "event", values.event, 30)
+        self.distinct_id = rows.text_field("Distinct id", "distinct_id", values.distinct_id, 40)
+        generated = installation_id(self.paths.installation_id_file)
+        self.distinct_hint = (f"Empty: {generated}", "gray35")
+        self._set_note("distinct_id", *self.distinct_hint)
+
+        rows.label("Interval (seconds)")
+        interval_row = rows.line()
+        self.interval = tkinter.StringVar(value=values.interval)
+        ttk.Entry(interval_row, textvariable=self.interval, width=8).pack(side="left")
+        self.per_day = ttk.Label(interval_row, text="", foreground="gray35")
+        self.per_day.pack(side="left", padx=(8, 0))
+        self.interval.trace_add("write", lambda *_: self._interval_changed())
+        rows.note("interval_seconds")
+
+        rows.label("Extra properties")
+        self.properties = tkinter.Text(rows.frame, width=40, height=3, wrap="none", undo=True)
+        self.properties.insert("1.0", values.properties)
+        self.properties.grid(row=rows.row, column=1, sticky="ew")
+        # Tab moves on and Return is a new line here, as in any form's text area.
+        self.properties.bind("<Tab>", self._focus_next)
+        self.properties.bind("<Shift-Tab>", self._focus_previous)
+        self.properties.bind("<Return>", self._new_line)
+        self.properties.bind("<KP_Enter>", self._new_line)
+        self.properties.bind("<<Modified>>", self._properties_changed)
+        rows.note("properties")
+        self._set_note("properties", "One name = value per line.", "gray35")
+
+    def _build_ingestion(self, rows: _Rows, values: FormValues) -> None:
+        self.personal_key, self.personal_entry = rows.secret_field(
+            "Personal API key", "personal_key"
+        )
+        self.personal_hint = (
+            (f"Stored: {mask(self.stored_personal)} — leave empty to keep it.", "gray35")
+            if self.stored_personal
+            else ("Optional: a phx_… key (Query Read, Project Read).", "gray35")
+        )
+        self._set_note("personal_key", *self.personal_hint)
+
+        self.project_id = rows.text_field("Project id", "project_id", values.project_id, 12)
+        found = self._found_project_id()
+        self.project_hint = (
+            (f"Found: {found} — leave empty to keep finding it.", "gray35")
+            if found
+            else ("Empty: found from the project API key.", "gray35")
+        )
+        self._set_note("project_id", *self.project_hint)
+        self.alert_after = rows.text_field(
+            "Alert after (seconds)", "alert_after", values.alert_after, 8
+        )
+        self.webhook_url = rows.text_field("Webhook URL", "webhook_url", values.webhook_url, 52)
+        self._set_note("webhook_url", *WEBHOOK_HINT)
+
+    def _build_actions(self, rows: _Rows, values: FormValues) -> None:
+        self.backfill = tkinter.BooleanVar(value=values.backfill)
+        self.notify = tkinter.BooleanVar(value=values.notify)
+        self.launch_at_login = tkinter.BooleanVar(value=values.launch_at_login)
+        for text, var in (
+            ("Deliver beats missed while offline, with their own times", self.backfill),
+            ("Notify me when delivery starts failing and when it recovers", self.notify),
+            ("Launch at login", self.launch_at_login),
+        ):
+            ttk.Checkbutton(rows.frame, text=text, variable=var).grid(
+                row=rows.row, column=1, sticky="w", pady=2
+            )
+            rows.row += 1
+        buttons = rows.line(column=0, span=2, pady=(12, 0))
+        self.test_button = ttk.Button(buttons, text="Test connection", command=self.test)
+        self.test_button.pack(side="left")
+        ttk.Button(buttons, text="Save", command=self.save, default="active").pack(side="right")
+        ttk.Button(buttons, text="Cancel", command=self.cancel).pack(side="right", padx=(0, 8))
+        rows.row += 1
+        self.test_result = rows.banner("", "black", pady=(8, 0))
+        self.save_result = rows.banner("", ERROR_COLOUR, pady=(0, 0))
+
     def _new_line(self, event: Any) -> str:
         """Enter in a multi-line field is a new line, never Save ("break" stops the dialog's
         own Return binding from running too)."""
@@ -311,9 +318,6 @@ class SettingsDialog:
     def _focus_previous(self, event: Any) -> str:
         event.widget.tk_focusPrev().focus_set()
         return "break"
-
-    def _toggle_show(self) -> None:
-        self.key_entry.configure(show="" if self.show_key.get() else "•")
 
     def _choice(self) -> HostChoice:
         label = self.host_choice.get()
@@ -366,10 +370,7 @@ class SettingsDialog:
             "properties": ("One name = value per line.", "gray35"),
             "personal_key": self.personal_hint,
             "project_id": self.project_hint,
-            "webhook_url": (
-                "Optional: one message per incident (Slack and others).",
-                "gray35",
-            ),
+            "webhook_url": WEBHOOK_HINT,
         }
         for name in self.notes:
             if name in errors:
