@@ -160,7 +160,7 @@ class IngestionPoller:
                 self._key_problem = (
                     "Ingestion not checked — keyring unavailable; set POSTHOG_PERSONAL_API_KEY"
                 )
-                log.warning("No personal API key: %s", exc)
+                log.info("No personal API key: %s", exc)
         return self._personal
 
     def _project_id(self, personal: str, host: str, now: float) -> int | None:
