@@ -52,11 +52,14 @@ def log(app: App) -> str:
 
 
 def share(image: Image.Image, colour: tuple[int, ...], tolerance: int = 40) -> float:
-    data = list(image.convert("RGB").getdata())
+    raw = image.convert("RGB").tobytes()
+    pixels = [raw[i : i + 3] for i in range(0, len(raw), 3)]
     near = sum(
-        1 for p in data if all(abs(a - b) <= tolerance for a, b in zip(p, colour[:3], strict=True))
+        1
+        for p in pixels
+        if all(abs(a - b) <= tolerance for a, b in zip(p, colour[:3], strict=True))
     )
-    return near / max(1, len(data))
+    return near / max(1, len(pixels))
 
 
 def icon(host: SniHost) -> Image.Image:
