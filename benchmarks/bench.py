@@ -199,6 +199,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         )
         # the same run with the ingestion check on, one query every 20 s
         server.personal_keys = {PERSONAL_KEY}
+        server.valid_keys.add(OURS_KEY)  # the project the personal key finds by its api_token
         checked_env.write_config("[ingestion]\npoll_seconds = 20\n")
         procs["checked"] = subprocess.Popen(
             ours(
@@ -297,7 +298,8 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         "checked": "checked",
         "sni": "sni",
     }
-    query_times = [q["at"] for q in server.queries]
+    # every request to the app API: the project lookup and the queries
+    query_times = [r.at for r in server.requests if r.path.startswith("/api/")]
 
     def beat_times(name: str) -> list[float]:
         return [

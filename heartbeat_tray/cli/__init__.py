@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,11 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: str = args.command
     paths = AppPaths.for_user()
     configure_logging(paths, to_stderr=command == "run")
+    module, _, function = str(args.handler).partition(":")
     try:
+        handler = getattr(importlib.import_module(f"heartbeat_tray.cli.{module}"), function)
         if command == "autostart":
-            return int(args.handler(args))
+            return int(handler(args))
         ctx = load_context(args, paths, key_in_child=command in _KEY_IN_CHILD)
-        return int(args.handler(ctx))
+        return int(handler(ctx))
     except UserError as exc:
         say(f"heartbeat-tray: {exc}")
         return exc.code

@@ -1,4 +1,6 @@
-"""The command line's shape: each command names the function that runs it."""
+"""The command line's shape: each command names the function that runs it, as
+``"module:function"`` in ``heartbeat_tray.cli``, imported only when that command runs (``once``
+need not load what ``verify`` or the tray need)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import argparse
 from typing import NoReturn
 
 from heartbeat_tray import __version__
-from heartbeat_tray.cli import autostart, desktop, keys, run, send, status, verify
 from heartbeat_tray.cli.context import EXIT_CONFIG
 
 
@@ -37,35 +38,37 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keeps one synthetic heartbeat event per interval flowing into PostHog.",
     )
     parser.add_argument("--version", action="version", version=f"heartbeat-tray {__version__}")
-    parser.set_defaults(handler=desktop.cmd_tray, command="tray", autostart=False)
+    parser.set_defaults(handler="desktop:cmd_tray", command="tray", autostart=False)
     commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
 
-    def command(name: str, handler: object, text: str, **kwargs: object) -> argparse.ArgumentParser:
+    def command(name: str, handler: str, text: str, **kwargs: object) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text, **kwargs)  # type: ignore[arg-type]
         sub.set_defaults(handler=handler, command=name)
         return sub
 
-    tray = command("tray", desktop.cmd_tray, "the tray app (the default)")
+    tray = command("tray", "desktop:cmd_tray", "the tray app (the default)")
     tray.add_argument("--autostart", action="store_true", help="start quietly, as at login")
     _add_overrides(tray, *ALL_OVERRIDES)
     _add_overrides(
-        command("run", run.cmd_run, "headless: the heartbeat without a tray"), *ALL_OVERRIDES
+        command("run", "run:cmd_run", "headless: the heartbeat without a tray"), *ALL_OVERRIDES
     )
     _add_overrides(
-        command("once", send.cmd_once, "send one heartbeat now and print the outcome"),
+        command("once", "send:cmd_once", "send one heartbeat now and print the outcome"),
         *ALL_OVERRIDES,
     )
     _add_overrides(
-        command("check", send.cmd_check, "check host and key without sending an event"),
+        command("check", "send:cmd_check", "check host and key without sending an event"),
         "host",
         "distinct_id",
     )
-    command("settings", desktop.cmd_settings, "open the settings dialog")
-    status_cmd = command("status", status.cmd_status, "show settings, key, outbox and last outcome")
+    command("settings", "desktop:cmd_settings", "open the settings dialog")
+    status_cmd = command(
+        "status", "status:cmd_status", "show settings, key, outbox and last outcome"
+    )
     status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     key = command(
         "key",
-        keys.cmd_key,
+        "keys:cmd_key",
         "store or remove the project API key: 'key set' reads it from standard input "
         "(hidden when typed), 'key clear' removes it",
     )
@@ -82,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_cmd = command(
         "verify",
-        verify.cmd_verify,
+        "verify:cmd_verify",
         "send one beat, then ask PostHog until it is stored: exit 0 stored in time, "
         "1 not, 2 configuration error (a personal API key is needed)",
     )
@@ -90,6 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", metavar="SECONDS", type=float, default=600.0, help="default 600"
     )
     _add_overrides(verify_cmd, *ALL_OVERRIDES)
-    auto = command("autostart", autostart.cmd_autostart, "launch at login")
+    auto = command("autostart", "autostart:cmd_autostart", "launch at login")
     auto.add_argument("action", choices=["on", "off", "status"])
     return parser
