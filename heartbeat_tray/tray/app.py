@@ -123,7 +123,7 @@ class TrayApp:
         self.icons: IconSet = icon_set()
         self.icon: Any = None
         self.ui: UiThread
-        self.popup: TkPopup | None = None  # xorg only
+        self.popup: TkPopup | None = None  # our own menu, where the host has none (xorg)
         self.notifier: Notifier
         self.channel: ChannelServer | None = None
         self.view = present(self.state.snapshot, launch_at_login=False)
