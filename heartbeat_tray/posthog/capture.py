@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -27,14 +26,6 @@ log = logging.getLogger(__name__)
 
 
 class PostHogClient(DeadlineClient):
-    def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        wall_clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(transport)
-        self._wall = wall_clock or (lambda: datetime.now(UTC))
-
     def send_batch(
         self, host: str, api_key: str, events: Sequence[dict[str, Any]], timeout: float
     ) -> Delivery:

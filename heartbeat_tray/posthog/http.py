@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import httpx
 
@@ -17,9 +18,15 @@ USER_AGENT = f"heartbeat-tray/{__version__}"
 
 
 class DeadlineClient:
-    """``http`` for requests; ``within(seconds)`` around one to bound all of it."""
+    """``http`` for requests; ``within(seconds)`` around one to bound all of it; ``_wall`` the
+    clock for ``sent_at`` and Retry-After dates (a test's own)."""
 
-    def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        wall_clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._wall = wall_clock or (lambda: datetime.now(UTC))
         # A test's own transport answers at once: no deadline needed around it.
         self._deadline = DeadlineTransport() if transport is None else None
         self.http = httpx.Client(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,14 +63,6 @@ def parse_time(value: Any) -> datetime:
 
 
 class QueryClient(DeadlineClient):
-    def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        wall_clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(transport)
-        self._wall = wall_clock or (lambda: datetime.now(UTC))
-
     def _call(
         self, method: str, url: str, personal_key: str, timeout: float, json: Any = None
     ) -> httpx.Response | QueryAnswer:
