@@ -59,17 +59,24 @@ class SniHost:
     folder: Path
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_folders: list[Path] = field(default_factory=list)
+
+    @property
+    def folders(self) -> list[Path]:
+        return [self.folder, *self.extra_folders]
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
+                # the whole group where it has one (sway starts swaybg)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL) if proc.pid else None
-                with contextlib.suppress(Exception):
                     proc.kill()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     @property
     def app_env(self) -> dict[str, str]:
@@ -217,6 +224,7 @@ def start_waybar_on_sway() -> WaybarOnSway:
         "waybar", folder, {"DBUS_SESSION_BUS_ADDRESS": address, "XDG_RUNTIME_DIR": str(runtime)}
     )
     host.procs["bus"] = bus
+    host.extra_folders.append(runtime)
     sway_env = {
         k: v for k, v in os.environ.items() if k not in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY")
     }

@@ -76,10 +76,15 @@ def choose_backend() -> tuple[Any, str]:
     elif linux and (forced == "sni" or not os.environ.get("PYSTRAY_BACKEND")):
         from heartbeat_tray.tray.sni import watcher_present
 
-        if forced == "sni" or watcher_present():
+        present = watcher_present()
+        if present or (forced == "sni" and present is not None):
             return None, "sni"
         if not os.environ.get("DISPLAY") and os.environ.get("WAYLAND_DISPLAY"):
+            if present is None:
+                raise _no_display("Wayland without a D-Bus session bus, where tray icons live")
             return None, "sni"  # Wayland has no XEmbed: wait for a tray host to appear
+        if forced == "sni":
+            raise _no_display("HEARTBEAT_TRAY_BACKEND=sni, but there is no D-Bus session bus")
     return import_pystray()
 
 

@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from jeepney import DBusAddress, HeaderFields, MessageType, new_error, new_method_return, new_signal
+from jeepney import (
+    DBusAddress,
+    HeaderFields,
+    MessageType,
+    new_error,
+    new_method_call,
+    new_method_return,
+    new_signal,
+)
 from jeepney.bus_messages import MatchRule, message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from PIL import Image
@@ -93,15 +100,16 @@ def pixmaps(image: Image.Image) -> list[Pixmap]:
     return [argb_pixmap(image, size) for size in PIXMAP_SIZES]
 
 
-def watcher_present(timeout: float = 2.0) -> bool:
-    """True when a StatusNotifierWatcher (a tray host) owns its name on the session bus."""
+def watcher_present(timeout: float = 2.0) -> bool | None:
+    """Whether a StatusNotifierWatcher (a tray host) owns its name on the session bus; None
+    when there is no session bus at all."""
     try:
         with open_dbus_connection(bus="SESSION") as conn:
             reply = conn.send_and_get_reply(message_bus.NameHasOwner(WATCHER), timeout=timeout)
             return bool(reply.body[0])
-    except Exception as exc:  # no session bus at all
-        log.info("No StatusNotifierWatcher found (%s)", exc)
-        return False
+    except Exception as exc:
+        log.info("No D-Bus session bus (%s)", exc)
+        return None
 
 
 class SniIcon:
@@ -222,8 +230,6 @@ class SniIcon:
         conn = self._conn
         assert conn is not None
         call = DBusAddress(WATCHER_PATH, bus_name=WATCHER, interface=WATCHER)
-        from jeepney import new_method_call
-
         self._send(new_method_call(call, "RegisterStatusNotifierItem", "s", (conn.unique_name,)))
         self.registered.set()
         log.info("Registered the tray icon with the StatusNotifierWatcher")
@@ -394,9 +400,3 @@ class SniIcon:
             if n == number and item is not None:
                 log.info("Menu: %s", item.value)
                 self._on_menu(item)
-
-
-def session_bus_available() -> bool:
-    return bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS")) or os.path.exists(
-        f"/run/user/{os.getuid()}/bus" if hasattr(os, "getuid") else ""
-    )
