@@ -89,8 +89,8 @@ class App:
         self.procs.append(proc)
         return proc
 
-    def status(self) -> dict[str, Any]:
-        result = self.run("status", "--json")
+    def status(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+        result = self.run("status", "--json", env=env)
         assert result.returncode == 0, result.stderr
         data: dict[str, Any] = json.loads(result.stdout)
         return data

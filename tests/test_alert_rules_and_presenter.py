@@ -55,7 +55,7 @@ def test_no_alert_per_beat_or_before_three_failures(before: Snapshot, after: Sna
 def test_the_wrong_host_alert_names_the_host_and_what_to_do() -> None:
     after = replace(OK, health=Health.WRONG_HOST, last_failure="404 Not Found")
     assert delivery_alert(OK, after) == Alert(
-        "Heartbeat stopped: wrong host",
+        "Heartbeat failing: wrong host",
         "PostHog at https://eu.i.posthog.com answered 404 Not Found — check the host",
     )
 

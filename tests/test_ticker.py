@@ -316,28 +316,35 @@ def test_no_key_means_needs_setup_and_no_beats(tmp_path: Path) -> None:
         (405, "Method Not Allowed"),
     ],
 )
-def test_a_redirect_or_a_404_keeps_every_beat_and_says_check_the_host(
+def test_a_redirect_or_a_404_keeps_every_beat_and_recovers_by_itself(
     tmp_path: Path, status: int, words: str
 ) -> None:
     h = Harness(tmp_path, Settings(interval_seconds=1))
     h.server.answer = respond(503)
     h.run_until(299.5)  # 300 beats queued by an outage
     h.server.answer = respond(status, Location="https://elsewhere.example/batch/")
-    h.run_until(3600)  # an hour behind a misconfigured proxy
-    assert h.outbox.count() == 3601  # not one beat lost
+    before = len(h.server.requests)
+    h.run_until(899.5)  # ten minutes behind a proxy that answers 404 during an upgrade
+    assert h.outbox.count() == 900  # not one beat lost
     assert h.state.snapshot.missed == 0
-    requests_while_wrong = len(h.server.requests) - 300
-    assert requests_while_wrong == 1  # it stopped at the first such answer: no storm, no halving
+    wrong = h.server.requests[before:]
+    # one request per interval, the live beat alone: no backlog, no storm, no halving
+    assert len(wrong) <= 601
+    assert sum(1 for _, events in wrong if len(events) > 1) <= 1
+    times = [round(t - h.start, 6) for t, events in wrong if len(events) == 1]
+    assert times[-600:] == [float(k) for k in range(300, 900)]
     snap = h.state.snapshot
     assert snap.health is Health.WRONG_HOST
     assert (
         snap.status_line
         == f"PostHog at {h.settings.host} answered {status} {words} — check the host"
     )
-    h.server.answer = None
-    h.ticker.apply(TickerConfig(h.settings, "test-install"))  # the user fixed the host
-    h.run_until(3700)
-    assert len({e["uuid"] for e in h.server.accepted}) == 3701
+    h.server.answer = None  # the proxy is back; nobody touched the settings
+    h.run_until(901)
+    assert h.state.snapshot.health is Health.HEALTHY  # the next live beat got through
+    h.run_until(960)
+    assert len({e["uuid"] for e in h.server.accepted}) == 961
+    assert h.outbox.count() == 0
 
 
 def test_only_a_400_drops_a_beat_and_only_that_one(tmp_path: Path) -> None:
@@ -362,17 +369,27 @@ def test_a_broken_settings_file_sends_nothing_anywhere(tmp_path: Path) -> None:
 
 
 class FailingWrites:
-    """An outbox whose disk is full for a while (SQLite says 'database or disk is full')."""
+    """An outbox whose disk is full for a while (SQLite says 'database or disk is full'):
+    neither a new beat nor the record of an answer can be written."""
 
     def __init__(self, outbox: Outbox) -> None:
         self.full = False
         self._add = outbox.add
+        self._settle = outbox.settle
         outbox.add = self.add  # type: ignore[method-assign]
+        outbox.settle = self.settle  # type: ignore[method-assign]
 
-    def add(self, *args: Any) -> Any:
+    def _check(self) -> None:
         if self.full:
             raise sqlite3.OperationalError("database or disk is full")
+
+    def add(self, *args: Any) -> Any:
+        self._check()
         return self._add(*args)
+
+    def settle(self, *args: Any) -> Any:
+        self._check()
+        return self._settle(*args)
 
 
 def test_a_full_disk_still_sends_the_live_beat_says_so_and_recovers(tmp_path: Path) -> None:
@@ -389,6 +406,33 @@ def test_a_full_disk_still_sends_the_live_beat_says_so_and_recovers(tmp_path: Pa
     assert h.state.snapshot.storage_problem is None
     assert h.state.snapshot.status_line.startswith("Last accepted")
     assert [e["properties"]["sequence"] for e in h.server.accepted][-1] == 6
+
+
+@pytest.mark.parametrize("interval", [1, 5, 60])
+def test_an_accepted_beat_the_full_disk_cannot_record_is_never_sent_again(
+    tmp_path: Path, interval: int
+) -> None:
+    h = Harness(tmp_path, Settings(interval_seconds=interval))
+    disk = FailingWrites(h.outbox)
+    h.server.answer = respond(503)
+    h.run_until(30 * interval - interval / 2)  # 30 beats queued by an outage
+    assert h.outbox.count() == 30
+    h.server.answer = None
+    disk.full = True  # PostHog is back, but no answer can be recorded
+    before = len(h.server.requests)
+    h.run_until(90 * interval - interval / 2)
+    during = h.server.requests[before:]
+    sends = [e["uuid"] for _, events in during for e in events]
+    assert len(sends) == len(set(sends))  # each beat went once: no resend storm
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(during)]
+    assert min(gaps) >= 1.0  # nothing faster than once a second
+    assert len(during) <= 60 + 1  # the live beats, and the backlog at most once more
+    disk.full = False
+    h.run_until(91 * interval)
+    assert h.outbox.count() == 0  # recorded once the disk takes writes: nothing sent again
+    uuids = [e["uuid"] for e in h.server.accepted]
+    assert len(uuids) == len(set(uuids)) == 92  # beats 0 … 91, each once
+    assert h.state.snapshot.storage_problem is None
 
 
 def test_a_backfill_request_gets_the_whole_deadline_or_waits_for_the_next_beat(

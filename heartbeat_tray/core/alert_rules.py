@@ -22,11 +22,12 @@ def delivery_alert(before: Snapshot, after: Snapshot) -> Alert | None:
             "PostHog rejected the API key", f"{after.last_failure}. Open Settings to fix it."
         )
     if after.health is Health.WRONG_HOST and before.health is not Health.WRONG_HOST:
-        return Alert("Heartbeat stopped: wrong host", after.status_line)
+        return Alert("Heartbeat failing: wrong host", after.status_line)
     if after.storage_problem and not before.storage_problem:
         return Alert("Heartbeat beats are not being kept", after.storage_problem)
     if before.consecutive_failures < NOTIFY_AFTER_FAILURES <= after.consecutive_failures:
         return Alert("Heartbeat failing", after.status_line)
-    if before.consecutive_failures >= NOTIFY_AFTER_FAILURES and after.consecutive_failures == 0:
+    told = before.consecutive_failures >= NOTIFY_AFTER_FAILURES or before.health is Health.WRONG_HOST
+    if told and after.consecutive_failures == 0:
         return Alert("Heartbeat recovered", "PostHog accepts the heartbeat again.")
     return None

@@ -25,7 +25,7 @@ class Health(enum.Enum):
     HEALTHY = "healthy"  # enabled, last attempt accepted (or none yet)
     FAILING = "failing"  # enabled, the last attempt failed
     KEY_REJECTED = "key-rejected"  # 401/403: nothing is sent until the settings change
-    WRONG_HOST = "wrong-host"  # 3xx/404/405: nothing is sent until the settings change
+    WRONG_HOST = "wrong-host"  # 3xx/404/405: only live beats go until one is accepted
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The delivery policy: what each PostHog answer means for the beats and for the next request.
 
 Transient failures back off (never faster than once a second); ``Retry-After`` holds every
-request back; a rejected key or a wrong host stops sending until the settings change, keeping
-every beat; only a 400 drops a beat; a 413 halves the batch.
+request back; a rejected key stops sending until the settings change; a wrong host (3xx, 404,
+405) holds the backlog back while each live beat is still tried at its grid time, so delivery
+resumes by itself once the host answers 2xx again; every beat is kept. Only a 400 drops a beat;
+a 413 halves the batch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ class DeliveryPolicy:
         self._random = random_fraction
         self.failures = 0
         self.last_failure: str | None = None
-        self.stopped: Verdict | None = None  # REJECTED_KEY or WRONG_HOST until settings change
+        self.stopped: Verdict | None = None  # REJECTED_KEY until the settings change
+        # The host answered 3xx/404/405 (a proxy mid-upgrade, a typo): no backlog is sent,
+        # live beats still go, and the first one accepted ends it.
+        self.wrong_host = False
         self.hold_until = 0.0  # Retry-After, monotonic
         self.hold_until_wall: datetime | None = None
         self.retry_at = 0.0
@@ -43,6 +48,7 @@ class DeliveryPolicy:
     def reset(self, now: float) -> None:
         """New settings: try again at once."""
         self.stopped = None
+        self.wrong_host = False
         self.failures = 0
         self.retry_at = now
 
@@ -51,6 +57,13 @@ class DeliveryPolicy:
             return False
         self.hold_until_wall = None
         return True
+
+    def may_send_backlog(self, now: float) -> bool:
+        return not self.wrong_host and now >= self.retry_at
+
+    def not_before(self, when: float) -> None:
+        """No backlog request before ``when`` (after a local failure: never a resend storm)."""
+        self.retry_at = max(self.retry_at, when)
 
     def next_try(self, now: float) -> float:
         return max(self.retry_at, self.hold_until, now)
@@ -62,6 +75,7 @@ class DeliveryPolicy:
                 log.info("Delivery works again after %d failure(s)", self.failures)
             self.failures = 0
             self.last_failure = None
+            self.wrong_host = False
             self.retry_at = now
             self.batch_limit = min(MAX_BATCH, self.batch_limit * 2)
             return Settlement(remove=True)
@@ -74,8 +88,11 @@ class DeliveryPolicy:
                 self.hold_until_wall = wall + timedelta(seconds=result.retry_after)
                 self.retry_at = max(self.retry_at, self.hold_until)
             return Settlement(remove=False)
-        if verdict in (Verdict.REJECTED_KEY, Verdict.WRONG_HOST):
+        if verdict is Verdict.REJECTED_KEY:
             self.stopped = verdict
+            return Settlement(remove=False)
+        if verdict is Verdict.WRONG_HOST:
+            self.wrong_host = True
             return Settlement(remove=False)
         self.retry_at = now
         if count > 1:  # 413, or a 400 for one of many: find it in smaller batches

@@ -208,15 +208,22 @@ class Outbox:
         )
         return QueuedBeat(0, uuid, created_at, _payload(event))
 
-    def oldest(self, limit: int, max_bytes: int = MAX_BATCH_BYTES) -> list[QueuedBeat]:
+    def oldest(
+        self, limit: int, max_bytes: int = MAX_BATCH_BYTES, skip: Collection[str] = ()
+    ) -> list[QueuedBeat]:
+        """The oldest queued beats, leaving out ``skip`` (accepted, but not yet removed)."""
         rows = self._db.execute(
             "SELECT id, uuid, created_at, payload FROM beats ORDER BY created_at, id LIMIT ?",
-            (limit,),
+            (limit + len(skip),),
         ).fetchall()
         batch: list[QueuedBeat] = []
         size = 0
         for row in rows:
             beat = QueuedBeat(*row)
+            if beat.uuid in skip:
+                continue
+            if len(batch) == limit:
+                break
             size += len(beat.payload) + 1
             if batch and size > max_bytes:
                 break

@@ -38,6 +38,7 @@ MAX_REQUEST_TIMEOUT = 10.0
 MIN_REQUEST_TIMEOUT = 1.0  # below this a healthy server's ordinary answer times out
 MAX_LEDGER_AGE = 2 * 86_400  # accepted beats kept for the ingestion check's longest window
 MIN_BACKFILL_SHARE = 0.4  # of an interval, at the least, for one backfill request
+MIN_RESEND_GAP = 1.0  # seconds: after the outbox could not record an answer, the next request
 BACKFILL_MARGIN = 0.05  # seconds kept free before the next live beat
 
 # Short enough for a tooltip; the full sentence is in the log.
@@ -113,6 +114,10 @@ class Ticker:
         self._setup_problem: str | None = None
         self._storage_problem: str | None = None
         self._accepted_live = 0
+        # Beats PostHog accepted (or refused for good) that the outbox could not remove (a full
+        # disk): never sent again by this process, and removed once the disk takes writes.
+        self._unrecorded: set[str] = set()
+        self._unrecorded_accepted: list[tuple[str, float, float, bool]] = []
 
     # --- control, from any thread ---
 
@@ -176,6 +181,8 @@ class Ticker:
             live.extend(self._make_beat(wall) for _ in range(send_now))
         if live:
             self._enforce_bounds(wall)
+        if self._unrecorded or self._unrecorded_accepted:
+            self._record_unrecorded()
 
         sent = False
         interval = self._config.settings.interval_seconds
@@ -183,12 +190,14 @@ class Ticker:
         # A backfill request ends before the next live beat, and gets a fair share of the
         # time: the whole deadline, or at least 40 % of an interval; else it waits for the beat.
         least = min(timeout, MIN_BACKFILL_SHARE * interval)
+        if self._unrecorded:
+            least = max(least, MIN_RESEND_GAP)  # the disk is full: a second between requests
         if key and self._policy.may_send(now):
             if live:
                 self._deliver(live, live=True, timeout=timeout)
                 sent = True
-            elif now >= self._policy.retry_at and self._window(now) >= least:
-                batch = self._outbox.oldest(self._policy.batch_limit)
+            elif self._policy.may_send_backlog(now) and self._window(now) >= least:
+                batch = self._outbox.oldest(self._policy.batch_limit, skip=self._unrecorded)
                 if batch:
                     self._deliver(batch, live=False, timeout=min(timeout, self._window(now)))
                     sent = True
@@ -209,7 +218,7 @@ class Ticker:
         due = self._schedule.next_due
         if self._enabled and due is not None:
             wakes.append(due)
-        if self._policy.stopped is None and self._outbox.count():
+        if self._policy.stopped is None and not self._policy.wrong_host and self._queued():
             retry = self._policy.next_try(now)
             if due is not None and 0 < due - retry < timeout:
                 retry = due  # too close to the next beat: retry right after it
@@ -306,8 +315,8 @@ class Ticker:
             )
         elif verdict is Verdict.WRONG_HOST:
             log.error(
-                "PostHog at %s answered %s: the host or path is wrong; sending stops until "
-                "the settings change. Beats are kept.",
+                "PostHog at %s answered %s: the host or path is wrong. Beats are kept; each "
+                "live beat is still tried, and the backlog follows once one is accepted.",
                 settings.host,
                 result.reason,
             )
@@ -333,9 +342,35 @@ class Ticker:
             # One transaction, one fsync, per answer: the beats and the counters together.
             self._outbox.settle(done, self._stats_store.facts(self._stats), accepted)
         except sqlite3.Error as exc:
-            # Delivered beats stay queued and go again under the same uuid: PostHog stores one.
+            # Answered beats stay in the file but never go again from this process; they are
+            # removed once the disk takes writes (a restart before then resends them under
+            # the same uuid, which PostHog stores once).
+            if self._storage_problem is None:
+                log.warning("Could not record the answer in the outbox: %s", exc)
             self._storage_problem = _storage_problem(exc)
-            log.warning("Could not record the answer in the outbox: %s", exc)
+            kept = {beat.uuid for beat in beats if beat.id}  # not those sent unkept
+            self._unrecorded.update(u for u in done if u in kept)
+            self._unrecorded_accepted = [*self._unrecorded_accepted, *accepted][-MAX_BEATS:]
+            self._policy.not_before(now + MIN_RESEND_GAP)
+
+    def _record_unrecorded(self) -> None:
+        """Remove the beats answered while the disk was full, once it takes writes again."""
+        try:
+            self._outbox.settle(
+                list(self._unrecorded),
+                self._stats_store.facts(self._stats),
+                self._unrecorded_accepted,
+            )
+        except sqlite3.Error:
+            return  # still full: they stay remembered here
+        if self._unrecorded:
+            log.info("Recorded %d beat(s) answered while the disk was full", len(self._unrecorded))
+        self._unrecorded.clear()
+        self._unrecorded_accepted.clear()
+
+    def _queued(self) -> int:
+        """Beats still waiting for PostHog (those answered but not yet removed do not count)."""
+        return max(0, self._outbox.count() - len(self._unrecorded))
 
     def _publish(self) -> None:
         policy = self._policy
@@ -343,7 +378,7 @@ class Ticker:
             health = Health.NEEDS_SETUP
         elif policy.stopped is Verdict.REJECTED_KEY:
             health = Health.KEY_REJECTED
-        elif policy.stopped is Verdict.WRONG_HOST:
+        elif policy.wrong_host:
             health = Health.WRONG_HOST
         elif not self._enabled:
             health = Health.DISABLED
@@ -352,7 +387,7 @@ class Ticker:
         else:
             health = Health.HEALTHY
         try:
-            queued = self._outbox.count()
+            queued = self._queued()
         except sqlite3.Error:
             queued = self._state.snapshot.queued
         self._state.update(
