@@ -37,6 +37,8 @@ def test_once_sends_one_event_exactly_as_the_spec_says(app: App, server: Capture
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Accepted:")
     assert len(result.stdout.strip().splitlines()) == 1
+    # capture says 200 to any well-formed key: the same line says what proves this one
+    assert "Capture accepts any well-formed key; 'heartbeat-tray check' proves" in result.stdout
     (event,) = server.wait_for_events(1)
     (request,) = server.capture_requests()
     assert request.path == "/batch/"
@@ -64,8 +66,8 @@ def test_once_not_accepted_exits_1_with_one_line(
     server.set_mode(status)
     result = app.run("once", "--host", server.url, env=with_key())
     assert result.returncode == 1
-    assert result.stdout.startswith(f"Not accepted: {status} ")
-    assert len(result.stdout.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"Not accepted: {status} ")
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -73,7 +75,7 @@ def test_once_refused_connection_exits_1(app: App, server: CaptureServer) -> Non
     server.set_mode("refuse")
     result = app.run("once", "--host", server.url, env=with_key())
     assert result.returncode == 1
-    assert "connection refused" in result.stdout or "could not connect" in result.stdout
+    assert "connection refused" in result.stderr or "could not connect" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -135,20 +137,35 @@ def test_a_typo_in_the_settings_file_sends_nothing_anywhere_and_moves_nothing(
 
 
 def test_unknown_settings_are_warned_about_in_status(app: App) -> None:
-    app.write_config("intervall_seconds = 5\n")
+    app.write_config("future_option = 5\n")
     text = app.run("status").stdout
-    assert "unknown setting 'intervall_seconds' — did you mean 'interval_seconds'?" in text
+    assert "unknown setting 'future_option' — it is kept but not used." in text
+
+
+@pytest.mark.parametrize("key", ["Host", "hots"])
+def test_a_misspelt_host_key_sends_nothing_to_the_default_host(
+    app: App, server: CaptureServer, key: str
+) -> None:
+    app.write_config(f'{key} = "{server.url}"\n')
+    problem = f"config.toml line 1: unknown setting {key!r} — did you mean 'host'?"
+    for command in ("once", "check", "run"):
+        result = app.run(command, env=with_key())
+        assert result.returncode == 2, command
+        assert result.stderr.strip() == f"heartbeat-tray: {problem}", command
+    status = app.run("status", env=with_key())
+    assert status.returncode == 0 and problem in status.stdout
+    assert server.requests == []
 
 
 def test_check_asks_the_flags_endpoint(app: App, server: CaptureServer) -> None:
     good = app.run("check", "--host", server.url, env=with_key())
     assert good.returncode == 0 and "valid" in good.stdout
     bad = app.run("check", "--host", server.url, env=with_key(WRONG_KEY))
-    assert bad.returncode == 1 and "rejected the API key (401)" in bad.stdout
+    assert bad.returncode == 1 and "rejected the API key (401)" in bad.stderr
     assert server.capture_requests() == []  # no event was sent
     server.set_mode("refuse")
     gone = app.run("check", "--host", server.url, env=with_key())
-    assert gone.returncode == 1 and "unreachable" in gone.stdout
+    assert gone.returncode == 1 and "unreachable" in gone.stderr
 
 
 def test_key_set_status_once_and_clear_with_a_real_keyring(
@@ -277,10 +294,10 @@ def test_a_certificate_the_system_does_not_trust_is_a_tls_error(app: App, tmp_pa
     try:
         check = app.run("check", "--host", server.url, env=with_key())
         assert check.returncode == 1
-        assert "could not be reached securely (TLS error: self-signed certificate)" in check.stdout
+        assert "could not be reached securely (TLS error: self-signed certificate)" in check.stderr
         once = app.run("once", "--host", server.url, env=with_key())
         assert once.returncode == 1
-        assert once.stdout.startswith("Not accepted: TLS error: self-signed certificate")
+        assert once.stderr.startswith("Not accepted: TLS error: self-signed certificate")
         assert server.capture_requests() == []  # nothing was sent over an untrusted link
     finally:
         server.stop()
@@ -323,15 +340,15 @@ def test_help_says_where_the_key_comes_from_and_offers_only_what_means_something
 def test_check_says_a_404_means_the_host_is_wrong(app: App, server: CaptureServer) -> None:
     result = app.run("check", "--host", f"{server.url}/ingest", env=with_key())
     assert result.returncode == 1
-    assert "answered 404 Not Found: this is not a PostHog ingest address" in result.stdout
-    assert "try again later" not in result.stdout
+    assert "answered 404 Not Found: this is not a PostHog ingest address" in result.stderr
+    assert "try again later" not in result.stderr
 
 
 def test_once_on_a_closed_port_says_by_whom_and_what_to_check(app: App) -> None:
     result = app.run("once", "--host", "http://127.0.0.1:9", env=with_key())
     assert result.returncode == 1
-    assert result.stdout.startswith("Not accepted: connection refused by http://127.0.0.1:9.")
-    assert "Check the host and your network" in result.stdout
+    assert result.stderr.startswith("Not accepted: connection refused by http://127.0.0.1:9.")
+    assert "Check the host and your network" in result.stderr
 
 
 def test_status_says_the_last_answer_as_a_person_would(app: App, server: CaptureServer) -> None:
@@ -343,3 +360,39 @@ def test_status_says_the_last_answer_as_a_person_would(app: App, server: Capture
     text = app.run("status").stdout
     assert "last answer:     not accepted, will retry (503 Service Unavailable)" in text
     assert "transient" not in text
+
+
+def test_a_quoted_key_from_key_set_is_stored_without_its_quotes(
+    app: App, server: CaptureServer, keyring_session: dict[str, str]
+) -> None:
+    stored = app.run("key", "set", input=f'  "{KEY}"\n')
+    assert stored.returncode == 0 and stored.stderr == ""  # no "unusual shape" warning
+    assert secret_tool_lookup(app.env) == KEY
+    assert app.run("check", "--host", server.url).returncode == 0  # was 401 with the quotes
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "sentence"),
+    [
+        (
+            "POSTHOG_PROJECT_API_KEY",
+            "phx_" + "w" * 40,
+            "POSTHOG_PROJECT_API_KEY holds a personal API key (phx_…)",
+        ),
+        ("POSTHOG_PERSONAL_API_KEY", KEY, "POSTHOG_PERSONAL_API_KEY holds a project API key"),
+    ],
+)
+def test_a_key_of_the_other_kind_in_the_environment_is_refused_naming_the_variable(
+    app: App, server: CaptureServer, variable: str, value: str, sentence: str
+) -> None:
+    env = {**with_key(), variable: value}
+    command = "once" if variable == "POSTHOG_PROJECT_API_KEY" else "verify"
+    result = app.run(command, "--host", server.url, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"heartbeat-tray: {sentence}")
+    assert value not in result.stdout + result.stderr
+    status = app.run("status", "--json", env=env)
+    data = json.loads(status.stdout)
+    part = data["api_key"] if variable == "POSTHOG_PROJECT_API_KEY" else data["personal_api_key"]
+    assert part["stored"] is None and sentence in part["error"]
+    assert server.capture_requests() == []

@@ -153,7 +153,7 @@ def test_verify_exits_1_when_the_beat_never_arrives_and_2_without_a_personal_key
     app.write_config(f'host = "{posthog.url}"\n')
     posthog.drop_downstream = True
     lost = app.run("verify", "--timeout", "3", env=ENV)
-    assert lost.returncode == 1 and "not queryable within 3 s" in lost.stdout
+    assert lost.returncode == 1 and "not queryable within 3 s" in lost.stderr
     missing = app.run("verify", env={"POSTHOG_PROJECT_API_KEY": KEY})
     assert missing.returncode == 2
     assert "personal API key" in missing.stderr and "POSTHOG_PERSONAL_API_KEY" in missing.stderr
@@ -168,3 +168,75 @@ def test_key_set_personal_refuses_a_project_key_and_vice_versa(app: App) -> None
     assert "This is a project API key (phc_…), which sends beats" in wrong.stderr
     other = app.run("key", "set", input=PERSONAL)
     assert other.returncode == 2 and "personal API key (phx_…)" in other.stderr
+
+
+@pytest.mark.parametrize("timeout", [6.0, 15.0])
+def test_verify_waits_its_whole_timeout_before_it_gives_up(
+    app: App, posthog: CaptureServer, timeout: float
+) -> None:
+    app.write_config(f'host = "{posthog.url}"\n')
+    posthog.drop_downstream = True
+    started = time.monotonic()
+    lost = app.run("verify", "--timeout", f"{timeout:g}", env=ENV)
+    took = time.monotonic() - started
+    assert lost.returncode == 1 and f"not queryable within {timeout:g} s" in lost.stderr
+    assert lost.stdout == ""
+    assert timeout <= took < timeout + 3, took  # was 5.6 s for 6 and 11.0 s for 15
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "0", "-5"])
+def test_verify_refuses_a_timeout_that_never_ends_or_never_starts(
+    app: App, posthog: CaptureServer, value: str
+) -> None:
+    app.write_config(f'host = "{posthog.url}"\n')
+    result = app.run("verify", f"--timeout={value}", env=ENV)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "heartbeat-tray: --timeout must be a positive number of seconds, such as 600."
+    )
+    assert posthog.requests == []
+
+
+def _verify_on_a_terminal(app: App, *args: str) -> tuple[int, str]:
+    """verify with its stderr on a pseudo-terminal, as a person runs it; what it drew there."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        app.command("verify", *args),
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**app.env, **ENV},
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    proc.wait(timeout=30)
+    os.close(leader)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    return proc.returncode, drawn.decode("utf-8", "replace")
+
+
+def test_verify_shows_progress_on_a_terminal_and_nothing_more_with_quiet(
+    app: App, posthog: CaptureServer
+) -> None:
+    app.write_config(f'host = "{posthog.url}"\n')
+    posthog.drop_downstream = True
+    code, drawn = _verify_on_a_terminal(app, "--timeout", "4")
+    assert code == 1
+    assert "asking PostHog until it is stored" in drawn  # said once the beat is accepted
+    assert "not stored yet — asked 2 time(s)" in drawn  # and while it waits
+    assert drawn.rstrip().endswith("not queryable within 4 s")
+    code, drawn = _verify_on_a_terminal(app, "--timeout", "2", "--quiet")
+    assert code == 1
+    assert "asking" not in drawn and "not stored yet" not in drawn
+    assert drawn.strip().startswith("accepted in") and "not queryable within 2 s" in drawn

@@ -16,7 +16,16 @@ from keyring.backend import KeyringBackend
 from keyring.backends.fail import Keyring as NoKeyring
 from keyring.errors import InitError, KeyringLocked
 
-from heartbeat_tray.core.api_key import ENV_VAR, InvalidKey, KeyringUnavailable, check_key_text
+from heartbeat_tray.core.api_key import (
+    ENV_VAR,
+    PERSONAL_ENV_VAR,
+    InvalidKey,
+    KeyKind,
+    KeyringUnavailable,
+    MisplacedKey,
+    check_key_text,
+    check_personal_key_text,
+)
 from heartbeat_tray.system.key_handover import KEY_FD_VAR, PARENT_VAR, read_in_child_process
 from heartbeat_tray.system.keystore import SERVICE, USERNAME, KeyStore
 from heartbeat_tray.system.log_setup import RedactingFormatter, never_log
@@ -113,6 +122,51 @@ def test_an_unusual_key_shape_is_a_warning_not_a_refusal() -> None:
     assert key == "legacykey1234567890"
     assert warning is not None and "does not look like a project API key" in warning
     assert check_key_text(KEY) == (KEY, None)
+
+
+PERSONAL = "phx_" + "p" * 40
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [KEY, f" {KEY}\n", f'"{KEY}"', f"'{KEY}'", f'  "{KEY}"  \n', f'" {KEY} "'],
+)
+def test_a_key_with_quotes_or_spaces_around_it_is_the_same_key_everywhere(
+    pasted: str, memory_keyring: MemoryKeyring
+) -> None:
+    assert check_key_text(pasted) == (KEY, None)  # stdin and the dialog
+    assert KeyStore(environ={ENV_VAR: pasted}).get() == KeyStore(environ={ENV_VAR: KEY}).get()
+    memory_keyring.set_password(SERVICE, USERNAME, pasted)  # stored by an older version
+    stored = KeyStore(environ={}).get()
+    assert stored is not None and stored.value == KEY
+    personal = pasted.replace(KEY, PERSONAL)
+    assert check_personal_key_text(personal) == PERSONAL
+    env = {PERSONAL_ENV_VAR: personal}
+    from_env = KeyStore(environ=env, kind=KeyKind.PERSONAL).get()
+    assert from_env is not None and from_env.value == PERSONAL
+
+
+def test_only_one_pair_of_matching_quotes_is_removed() -> None:
+    mismatched = f"\"{KEY}'"
+    key, warning = check_key_text(mismatched)
+    assert key == mismatched and warning is not None  # not a quoted key: kept, and warned
+    assert check_key_text(f'""{KEY}""')[0] == f'"{KEY}"'
+
+
+@pytest.mark.parametrize(
+    ("kind", "variable", "value", "words"),
+    [
+        (KeyKind.PROJECT, ENV_VAR, PERSONAL, "POSTHOG_PROJECT_API_KEY holds a personal API key"),
+        (KeyKind.PERSONAL, PERSONAL_ENV_VAR, KEY, "POSTHOG_PERSONAL_API_KEY holds a project API"),
+    ],
+)
+def test_a_key_of_the_other_kind_in_an_environment_variable_is_refused_by_name(
+    kind: KeyKind, variable: str, value: str, words: str, memory_keyring: MemoryKeyring
+) -> None:
+    with pytest.raises(MisplacedKey) as caught:
+        KeyStore(environ={variable: value}, kind=kind).get()
+    assert str(caught.value).startswith(words)
+    assert value not in str(caught.value)
 
 
 def test_log_lines_never_contain_the_key() -> None:

@@ -145,19 +145,39 @@ def test_a_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     assert loaded.problem is not None and "far too large" in loaded.problem
 
 
-def test_unknown_keys_are_kept_on_save_and_warned_about_with_a_suggestion(tmp_path: Path) -> None:
+def test_unrelated_unknown_keys_are_kept_on_save_and_warned_about(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text('future_option = "x"\nintervall_seconds = 5\ninterval_seconds = 90\n')
+    path.write_text('future_option = "x"\ninterval_seconds = 90\n')
     loaded = load_settings(path)
     assert loaded.usable
-    assert loaded.warnings == (
-        "unknown setting 'future_option' — it is kept but not used.",
-        "unknown setting 'intervall_seconds' — did you mean 'interval_seconds'?",
-    )
+    assert loaded.warnings == ("unknown setting 'future_option' — it is kept but not used.",)
     save_settings(path, loaded.settings)
     again = load_settings(path).settings
-    assert again.unknown == {"future_option": "x", "intervall_seconds": 5}
+    assert again.unknown == {"future_option": "x"}
     assert again.interval_seconds == 90
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('Host = "https://eu.i.posthog.com"', "unknown setting 'Host' — did you mean 'host'?"),
+        ('hots = "https://eu.i.posthog.com"', "unknown setting 'hots' — did you mean 'host'?"),
+        (
+            "intervall_seconds = 5",
+            "unknown setting 'intervall_seconds' — did you mean 'interval_seconds'?",
+        ),
+        ("EVENT = 'x'", "unknown setting 'EVENT' — did you mean 'event'?"),
+    ],
+)
+def test_a_misspelt_key_is_a_typo_that_breaks_the_file(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"{line}\n")
+    loaded = load_settings(path)
+    assert not loaded.usable  # the default host must not receive the key
+    assert loaded.problem == f"config.toml line 1: {problem}"
+    assert loaded.settings.unknown == {}  # a Save writes the real key, not the typo again
 
 
 def test_a_broken_file_is_kept_as_a_backup_before_a_save_replaces_it(tmp_path: Path) -> None:

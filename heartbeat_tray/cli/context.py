@@ -9,7 +9,13 @@ import os
 import sys
 from dataclasses import dataclass
 
-from heartbeat_tray.core.api_key import ApiKey, InvalidKey, KeyringUnavailable, check_key_text
+from heartbeat_tray.core.api_key import (
+    ApiKey,
+    InvalidKey,
+    KeyringUnavailable,
+    MisplacedKey,
+    check_key_text,
+)
 from heartbeat_tray.core.settings import (
     LoadedSettings,
     Overrides,
@@ -42,6 +48,15 @@ def say(sentence: str) -> None:
     log.info("%s", sentence, extra=FILE_ONLY)
     if sys.stderr is not None:
         print(sentence, file=sys.stderr)
+
+
+def answer(line: str, *, ok: bool) -> None:
+    """A command's one-line outcome: stdout when it succeeded (exit 0), else stderr, so
+    ``heartbeat-tray once > file`` keeps answers and a failure still shows on the terminal."""
+    log.info("%s", line, extra=FILE_ONLY)
+    stream = sys.stdout if ok else sys.stderr
+    if stream is not None:
+        print(line, file=stream)
 
 
 @dataclass
@@ -86,6 +101,8 @@ class Context:
     def require_key(self) -> ApiKey:
         try:
             key = self.keys.get()
+        except MisplacedKey as exc:
+            raise UserError(str(exc)) from None
         except KeyringUnavailable as exc:
             raise UserError(f"Cannot read the API key: {exc}") from None
         if key is None:

@@ -90,7 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         "1 not, 2 configuration error (a personal API key is needed)",
     )
     verify_cmd.add_argument(
-        "--timeout", metavar="SECONDS", type=float, default=600.0, help="default 600"
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=600.0,
+        help="how long the whole command may take (default 600)",
+    )
+    verify_cmd.add_argument(
+        "--quiet", action="store_true", help="no progress lines, only the answer"
     )
     _add_overrides(verify_cmd, *ALL_OVERRIDES)
     auto = command("autostart", "autostart:cmd_autostart", "launch at login")

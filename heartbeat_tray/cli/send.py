@@ -7,7 +7,7 @@ import sqlite3
 import uuid
 from datetime import UTC, datetime
 
-from heartbeat_tray.cli.context import EXIT_NOT_ACCEPTED, EXIT_OK, Context
+from heartbeat_tray.cli.context import EXIT_NOT_ACCEPTED, EXIT_OK, Context, answer
 from heartbeat_tray.core.event import BeatTemplate
 from heartbeat_tray.core.outbox import Outbox
 from heartbeat_tray.posthog.capture import PostHogClient
@@ -45,7 +45,12 @@ def cmd_once(ctx: Context) -> int:
     finally:
         client.close()
     if result.verdict is Verdict.ACCEPTED:
-        print(f"Accepted: {settings.event!r} sent to {settings.host} ({result.reason}).")
+        answer(
+            f"Accepted: {settings.event!r} sent to {settings.host} ({result.reason}). Capture "
+            "accepts any well-formed key; 'heartbeat-tray check' proves this one is valid, "
+            "'heartbeat-tray verify' that the beat is stored.",
+            ok=True,
+        )
         return EXIT_OK
     hint = {
         Verdict.REJECTED_KEY: " PostHog rejected the API key; check it with "
@@ -55,7 +60,9 @@ def cmd_once(ctx: Context) -> int:
         Verdict.TRANSIENT: " Check the host and your network, or try again later; "
         "'heartbeat-tray run' keeps and retries beats.",
     }.get(result.verdict, "")
-    print(f"Not accepted: {_reason_at(result.reason, result.status, settings.host)}.{hint}")
+    answer(
+        f"Not accepted: {_reason_at(result.reason, result.status, settings.host)}.{hint}", ok=False
+    )
     return EXIT_NOT_ACCEPTED
 
 
@@ -68,8 +75,9 @@ def cmd_check(ctx: Context) -> int:
         result = client.check_key(settings.host, key.value, ctx.distinct_id(), ONE_SHOT_DEADLINE)
     finally:
         client.close()
-    print(result.message)
-    return EXIT_OK if result.verdict is KeyCheckVerdict.VALID else EXIT_NOT_ACCEPTED
+    valid = result.verdict is KeyCheckVerdict.VALID
+    answer(result.message, ok=valid)
+    return EXIT_OK if valid else EXIT_NOT_ACCEPTED
 
 
 def _reason_at(reason: str, status: int | None, host: str) -> str:

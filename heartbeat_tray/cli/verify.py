@@ -7,13 +7,22 @@ configuration error (a personal API key is needed).
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
 
-from heartbeat_tray.cli.context import EXIT_CONFIG, EXIT_NOT_ACCEPTED, EXIT_OK, Context, UserError
+from heartbeat_tray.cli.context import (
+    EXIT_CONFIG,
+    EXIT_NOT_ACCEPTED,
+    EXIT_OK,
+    Context,
+    UserError,
+    answer,
+)
 from heartbeat_tray.cli.send import ONE_SHOT_DEADLINE, next_sequence
-from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
+from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.event import BeatTemplate
 from heartbeat_tray.core.ingestion import MIN_WINDOW_SECONDS
 from heartbeat_tray.posthog.capture import PostHogClient
@@ -30,6 +39,8 @@ MAX_DELAY = 10.0
 def _personal_key() -> str:
     try:
         key = KeyStore(kind=KeyKind.PERSONAL).get()
+    except MisplacedKey as exc:
+        raise UserError(str(exc)) from None
     except KeyringUnavailable as exc:
         raise UserError(f"Cannot read the personal API key: {exc}") from None
     if key is None:
@@ -43,6 +54,9 @@ def _personal_key() -> str:
 
 
 def cmd_verify(ctx: Context) -> int:
+    timeout = float(ctx.args.timeout)
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise UserError("--timeout must be a positive number of seconds, such as 600.")
     settings = ctx.usable_settings()
     ctx.require_state_folder()
     key = ctx.require_key()
@@ -53,23 +67,60 @@ def cmd_verify(ctx: Context) -> int:
     )
     beat_id = str(uuid.uuid4())
     event = template.build(uuid=beat_id, timestamp=datetime.now(UTC), sequence=next_sequence(ctx))
-    started = time.monotonic()
+    wait = _Waiting(time.monotonic(), timeout, show=_shows_progress(ctx))
     sender = PostHogClient()
     try:
-        sent = sender.send_batch(settings.host, key.value, [event], timeout=ONE_SHOT_DEADLINE)
-    finally:
-        sender.close()
-    accepted_after = time.monotonic() - started
-    if sent.verdict is not Verdict.ACCEPTED:
-        print(f"Not accepted: {sent.reason} from {settings.host}.")
-        return EXIT_NOT_ACCEPTED
-    client = QueryClient()
-    try:
-        return _wait_until_stored(
-            ctx, client, host, personal, key.value, beat_id, started, accepted_after
+        sent = sender.send_batch(
+            settings.host, key.value, [event], timeout=wait.deadline_for(ONE_SHOT_DEADLINE)
         )
     finally:
+        sender.close()
+    accepted_after = wait.elapsed()
+    if sent.verdict is not Verdict.ACCEPTED:
+        answer(f"Not accepted: {sent.reason} from {settings.host}.", ok=False)
+        return EXIT_NOT_ACCEPTED
+    wait.accepted = f"accepted in {accepted_after:.2f} s"
+    wait.progress(f"{wait.accepted}; asking PostHog until it is stored…")
+    client = QueryClient()
+    try:
+        return _wait_until_stored(ctx, client, host, personal, key.value, beat_id, wait)
+    finally:
         client.close()
+
+
+def _shows_progress(ctx: Context) -> bool:
+    return not ctx.args.quiet and sys.stderr is not None and sys.stderr.isatty()
+
+
+class _Waiting:
+    """The whole command's deadline, and progress on a terminal (stderr, one updated line)."""
+
+    def __init__(self, started: float, timeout: float, *, show: bool) -> None:
+        self.started = started
+        self.timeout = timeout
+        self.show = show
+        self.accepted = ""  # "accepted in 0.21 s", once the beat is
+        self._drawn = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        return self.timeout - self.elapsed()
+
+    def deadline_for(self, most: float) -> float:
+        """A request's own deadline: at most ``most``, never past the command's."""
+        return max(0.1, min(most, self.remaining()))
+
+    def progress(self, line: str) -> None:
+        if self.show:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+            self._drawn = True
+
+    def done(self) -> None:
+        if self._drawn:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+            self._drawn = False
 
 
 def _wait_until_stored(
@@ -79,15 +130,29 @@ def _wait_until_stored(
     personal: str,
     project_key: str,
     beat_id: str,
-    started: float,
-    accepted_after: float,
+    wait: _Waiting,
+) -> int:
+    try:
+        return _ask_until_stored(ctx, client, host, personal, project_key, beat_id, wait)
+    finally:
+        wait.done()
+
+
+def _ask_until_stored(
+    ctx: Context,
+    client: QueryClient,
+    host: str,
+    personal: str,
+    project_key: str,
+    beat_id: str,
+    wait: _Waiting,
 ) -> int:
     settings = ctx.settings
-    timeout = float(ctx.args.timeout)
+    accepted = wait.accepted
     if settings.ingestion.project_id:
         project_id = int(settings.ingestion.project_id)
     else:
-        found = client.find_project(host, personal, project_key)
+        found = client.find_project(host, personal, project_key, wait.deadline_for(10.0))
         if found.verdict is not QueryVerdict.OK or found.project_id is None:
             raise UserError(
                 found.message,
@@ -97,34 +162,44 @@ def _wait_until_stored(
             )
         project_id = found.project_id
     delay = FIRST_DELAY
+    asked = 0
     while True:
-        answer = client.stored_beats(
+        result = client.stored_beats(
             host,
             project_id,
             personal,
             event=settings.event,
             distinct_id=ctx.distinct_id(),
             window_seconds=MIN_WINDOW_SECONDS,
+            timeout=wait.deadline_for(15.0),
         )
-        elapsed = time.monotonic() - started
-        if answer.verdict is QueryVerdict.REJECTED:
-            raise UserError(answer.message)
-        mine = [beat for beat in answer.beats if beat.uuid == beat_id]
+        asked += 1
+        if result.verdict is QueryVerdict.REJECTED:
+            raise UserError(result.message)
+        mine = [beat for beat in result.beats if beat.uuid == beat_id]
         if mine:
             lag = (mine[0].created_at - mine[0].timestamp).total_seconds()
-            print(
-                f"accepted in {accepted_after:.2f} s; queryable after {elapsed:.1f} s; "
-                f"ingestion lag {lag:.1f} s"
+            wait.done()
+            answer(
+                f"{accepted}; queryable after {wait.elapsed():.1f} s; ingestion lag {lag:.1f} s",
+                ok=True,
             )
             return EXIT_OK
-        wait = delay
-        if answer.verdict is QueryVerdict.RATE_LIMITED and answer.retry_after is not None:
-            wait = max(wait, answer.retry_after)
-        if elapsed + wait > timeout:
-            print(
-                f"accepted in {accepted_after:.2f} s; not queryable within {timeout:g} s"
-                + ("" if answer.verdict is QueryVerdict.OK else f" ({answer.message})")
+        remaining = wait.remaining()
+        if remaining <= 0:
+            wait.done()
+            answer(
+                f"{accepted}; not queryable within {wait.timeout:g} s"
+                + ("" if result.verdict is QueryVerdict.OK else f" ({result.message})"),
+                ok=False,
             )
             return EXIT_NOT_ACCEPTED
-        time.sleep(wait)
+        pause = delay
+        if result.verdict is QueryVerdict.RATE_LIMITED and result.retry_after is not None:
+            pause = max(pause, result.retry_after)
+        wait.progress(
+            f"{accepted}; not stored yet — asked {asked} time(s), "
+            f"{wait.elapsed():.0f} s of {wait.timeout:g} s"
+        )
+        time.sleep(min(pause, remaining))  # the last question comes at the deadline
         delay = min(MAX_DELAY, delay * 1.5)

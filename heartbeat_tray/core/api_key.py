@@ -36,8 +36,41 @@ class KeyringUnavailable(Exception):
     """The OS keyring cannot be used; ``str()`` says why and what to do."""
 
 
+class MisplacedKey(KeyringUnavailable):
+    """An environment variable holds the other kind of key; ``str()`` names the variable."""
+
+
 class InvalidKey(ValueError):
     """The text given is not a usable project API key; ``str()`` says which key to use."""
+
+
+def clean_key_text(text: str) -> str:
+    """The key as pasted, less surrounding whitespace and one pair of surrounding quotes.
+
+    The same rule wherever a key is read (stdin, the dialog, the environment, the keyring):
+    ``"phc_…"`` copied from a TOML or shell line is the key, not a different one.
+    """
+    key = text.strip()
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in "\"'":
+        key = key[1:-1].strip()
+    return key
+
+
+def check_env_key(kind: KeyKind, text: str) -> str:
+    """A key from ``kind``'s environment variable, cleaned; MisplacedKey for the other kind."""
+    key = clean_key_text(text)
+    if kind is KeyKind.PROJECT and key.startswith("phx_"):
+        raise MisplacedKey(
+            f"{ENV_VAR} holds a personal API key (phx_…); put the project API key (phc_…) "
+            f"from Project settings there, and the personal key in {PERSONAL_ENV_VAR}."
+        )
+    if kind is KeyKind.PERSONAL and key.startswith("phc_"):
+        raise MisplacedKey(
+            f"{PERSONAL_ENV_VAR} holds a project API key (phc_…); put a personal API key "
+            f"(phx_…) with the Query Read and Project Read scopes there, and the project key "
+            f"in {ENV_VAR}."
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -55,8 +88,8 @@ def mask(key: str) -> str:
 
 
 def check_key_text(text: str) -> tuple[str, str | None]:
-    """Return the key stripped and an optional warning, or raise InvalidKey with one sentence."""
-    key = text.strip()
+    """Return the key cleaned and an optional warning, or raise InvalidKey with one sentence."""
+    key = clean_key_text(text)
     if not key:
         raise InvalidKey("The project API key is empty; paste the phc_… key from Project settings.")
     if key.startswith("phx_"):
@@ -86,8 +119,8 @@ def check_key_text(text: str) -> tuple[str, str | None]:
 
 
 def check_personal_key_text(text: str) -> str:
-    """The personal key stripped, or InvalidKey with one sentence saying which key goes where."""
-    key = text.strip()
+    """The personal key cleaned, or InvalidKey with one sentence saying which key goes where."""
+    key = clean_key_text(text)
     if not key:
         raise InvalidKey(
             "The personal API key is empty; create one (phx_…) with the Query Read and Project "

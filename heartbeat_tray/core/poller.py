@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from heartbeat_tray.core.alert_rules import Alert
-from heartbeat_tray.core.api_key import KeyringUnavailable
+from heartbeat_tray.core.api_key import KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.backoff import retry_delay
 from heartbeat_tray.core.clock import Clock, SystemClock
@@ -158,7 +158,9 @@ class IngestionPoller:
             except KeyringUnavailable as exc:
                 self._personal = None
                 self._key_problem = (
-                    "Ingestion not checked — keyring unavailable; set POSTHOG_PERSONAL_API_KEY"
+                    f"Ingestion not checked — {exc}"
+                    if isinstance(exc, MisplacedKey)
+                    else "Ingestion not checked — keyring unavailable; set POSTHOG_PERSONAL_API_KEY"
                 )
                 log.info("No personal API key: %s", exc)
         return self._personal

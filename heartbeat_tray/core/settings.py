@@ -393,10 +393,17 @@ def validate_value(key: str, value: Any) -> Any:
     return _VALIDATORS[key](value)
 
 
-def unknown_key_warning(key: str) -> str:
+def near_miss(key: str) -> str | None:
+    """The known setting an unknown key is a typo of ('Host', 'hots'), or None."""
+    for known in KNOWN_KEYS:
+        if key.casefold() == known:
+            return known
     close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.75)
-    hint = f" — did you mean {close[0]!r}?" if close else " — it is kept but not used."
-    return f"unknown setting {key!r}{hint}"
+    return close[0] if close else None
+
+
+def unknown_key_warning(key: str) -> str:
+    return f"unknown setting {key!r} — it is kept but not used."
 
 
 def settings_from_mapping(
@@ -411,7 +418,17 @@ def settings_from_mapping(
                 values[key] = validate_value(key, data[key])
             except SettingsError as exc:
                 errors[key] = str(exc)
-    unknown = {key: value for key, value in data.items() if key not in KNOWN_KEYS}
+    unknown: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in KNOWN_KEYS:
+            continue
+        meant = near_miss(key)
+        if meant is None:
+            unknown[key] = value  # a newer version's setting: kept on save, warned about
+        else:
+            # A typo: without it the default would be used (the key sent to PostHog Cloud US
+            # instead of the host the user meant). Not kept: a Save writes the real key.
+            errors.setdefault(key, f"unknown setting {key!r} — did you mean {meant!r}?")
     warnings = [unknown_key_warning(key) for key in unknown]
     return Settings(**values, unknown=unknown), errors, warnings
 
@@ -480,7 +497,10 @@ def load_settings(path: Path) -> LoadedSettings:
         line = _line_of(text, key)
         where = f"{name} line {line}" if line else name
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        problem = f"{where}: {sentence.rstrip('.')}{more}{_fix_hint(name)}."
+        if sentence.endswith("?"):  # "did you mean 'host'?" says what to do
+            problem = f"{where}: {sentence}{more}"
+        else:
+            problem = f"{where}: {sentence.rstrip('.')}{more}{_fix_hint(name)}."
         return _broken(settings, problem, warnings)
     return LoadedSettings(settings, warnings=tuple(warnings))
 

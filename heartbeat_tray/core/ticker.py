@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from heartbeat_tray.core.api_key import KeyringUnavailable
+from heartbeat_tray.core.api_key import KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.app_state import AppState, Health
 from heartbeat_tray.core.clock import Clock, SystemClock
 from heartbeat_tray.core.delivery import MAX_BATCH, DeliveryPolicy
@@ -245,7 +245,8 @@ class Ticker:
                 self._setup_problem = None
             except KeyringUnavailable as exc:
                 self._key = None
-                self._setup_problem = KEYRING_PROBLEM
+                misplaced = isinstance(exc, MisplacedKey)
+                self._setup_problem = str(exc) if misplaced else KEYRING_PROBLEM
                 log.warning("No API key: %s", exc)
         return self._key
 

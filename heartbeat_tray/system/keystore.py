@@ -8,7 +8,13 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from heartbeat_tray.core.api_key import ApiKey, KeyKind, KeyringUnavailable
+from heartbeat_tray.core.api_key import (
+    ApiKey,
+    KeyKind,
+    KeyringUnavailable,
+    check_env_key,
+    clean_key_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +58,9 @@ class KeyStore:
         self._loaded = False
 
     def get(self) -> ApiKey | None:
-        """The key, or None when none is stored. Raises KeyringUnavailable."""
-        env_value = self._environ.get(self.kind.env_var, "").strip()
+        """The key, or None when none is stored. Raises KeyringUnavailable (MisplacedKey when
+        the environment variable holds the other kind of key)."""
+        env_value = check_env_key(self.kind, self._environ.get(self.kind.env_var, ""))
         if env_value:
             return ApiKey(env_value, "environment")
         with self._lock:
@@ -64,6 +71,7 @@ class KeyStore:
                     value = read_in_child_process(self.kind)
                 else:
                     value = read_keyring(self.kind)
+                value = clean_key_text(value or "")
                 self._cached = ApiKey(value, "keyring") if value else None
                 self._loaded = True
             return self._cached
