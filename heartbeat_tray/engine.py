@@ -18,7 +18,7 @@ from dataclasses import replace
 import httpx
 
 from heartbeat_tray.core.alert_rules import Alert, delivery_alert
-from heartbeat_tray.core.api_key import KeyKind
+from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
 from heartbeat_tray.core.app_state import AppState, Snapshot
 from heartbeat_tray.core.clock import Clock
 from heartbeat_tray.core.ingestion_store import IngestionStore
@@ -36,7 +36,7 @@ from heartbeat_tray.core.ticker import Ticker, TickerConfig
 from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.query import QueryClient
 from heartbeat_tray.system.atomic_file import write_atomically
-from heartbeat_tray.system.keystore import KeyStore
+from heartbeat_tray.system.keystore import KeyStore, report_unreadable_key
 from heartbeat_tray.system.log_setup import never_log
 from heartbeat_tray.system.paths import AppPaths
 from heartbeat_tray.system.webhook import WebhookSender
@@ -92,7 +92,7 @@ class Engine:
             client=self.query_client,
             state=self.state,
             send_webhook=self.webhooks.send,
-            on_alert=on_alert,
+            on_alert=self._emit,
             clock=clock,
         )
         self.state.subscribe_changes(self._alert)
@@ -109,7 +109,11 @@ class Engine:
 
     @staticmethod
     def _secret(store: KeyStore) -> str | None:
-        key = store.get()
+        try:
+            key = store.get()
+        except KeyringUnavailable as exc:
+            report_unreadable_key(str(exc))
+            raise
         if key is None:
             return None
         never_log(key.value)
@@ -187,7 +191,12 @@ class Engine:
     def _alert(self, before: Snapshot, after: Snapshot) -> None:
         alert = delivery_alert(before, after)
         if alert is not None:
-            self._on_alert(alert)
+            self._emit(alert)
+
+    def _emit(self, alert: Alert) -> None:
+        """Every alert is logged here, once; the front end shows it its own way."""
+        log.warning("%s: %s", alert.title, alert.message)
+        self._on_alert(alert)
 
     # --- what ``status`` reads while this process runs ---
 

@@ -217,6 +217,14 @@ def test_no_keyring_backend_is_a_clear_message(app: App, server: CaptureServer) 
     status = app.run("status", "--json", env=env)
     assert status.returncode == 0
     assert "not available" in json.loads(status.stdout)["api_key"]["error"]
+    run = app.start("run", "--host", server.url, env=env)
+    run.communicate(timeout=30)
+    # one line per process in the log (status reads two keys), and no traceback for "no keyring"
+    # one line per process in the log (status reads both keys; run's engine both, again on
+    # every reload), and no traceback for "no keyring here"
+    log = app.log_file.read_text()
+    assert log.count("the system keyring is not available") == 3, log
+    assert "Traceback" not in log
     # the environment variable is the headless way out, and it is never stored
     ok = app.run("once", "--host", server.url, env={**env, **with_key()})
     assert ok.returncode == 0
@@ -396,3 +404,26 @@ def test_a_key_of_the_other_kind_in_the_environment_is_refused_naming_the_variab
     part = data["api_key"] if variable == "POSTHOG_PROJECT_API_KEY" else data["personal_api_key"]
     assert part["stored"] is None and sentence in part["error"]
     assert server.capture_requests() == []
+
+
+@pytest.mark.parametrize("args", [("status",), ("status", "--json"), ("--help",)])
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(
+    app: App, args: tuple[str, ...]
+) -> None:
+    # `heartbeat-tray status | head -3` where head has gone before status writes: a pipe whose
+    # read end is closed makes every write fail, so this is that race, every time
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            app.command(*args),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=app.env,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode in (0, 141)
+    assert result.stderr == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `heartbeat-tray status | head -3`: the reader has all it wanted. End quietly, as
+        # a shell pipeline expects (128 + SIGPIPE), and keep the exit-time flush from failing.
+        _discard_stdout()
+        return EXIT_CLOSED_PIPE
     except Exception as exc:
         log.exception("heartbeat-tray %s failed", command)
         say(
@@ -50,6 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"the details are in {paths.log_file}."
         )
         return EXIT_NOT_ACCEPTED
+
+
+EXIT_CLOSED_PIPE = 141
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 __all__ = ["main"]

@@ -15,7 +15,7 @@ log = logging.getLogger("heartbeat_tray")
 
 
 def _log_alert(alert: Alert) -> None:
-    log.warning("%s: %s", alert.title, alert.message)
+    """The engine has logged it: the log (stderr here) is how `run` tells its user."""
 
 
 def cmd_run(ctx: Context) -> int:

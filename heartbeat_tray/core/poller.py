@@ -162,7 +162,7 @@ class IngestionPoller:
                     if isinstance(exc, MisplacedKey)
                     else "Ingestion not checked — keyring unavailable; set POSTHOG_PERSONAL_API_KEY"
                 )
-                log.info("No personal API key: %s", exc)
+                log.debug("No personal API key: %s", exc)
         return self._personal
 
     def _project_id(self, personal: str, host: str, now: float) -> int | None:
@@ -319,7 +319,6 @@ class IngestionPoller:
                 "lag_seconds": None if lag is None else round(lag, 1),
             }
         self._store.record_alert(incident, body, wall.timestamp())
-        log.warning("%s: %s", title, text)
         self._on_alert(Alert(title, text))
         if body is not None:
             self._worker.poke()  # deliver it now, not at the next check

@@ -247,7 +247,7 @@ class Ticker:
                 self._key = None
                 misplaced = isinstance(exc, MisplacedKey)
                 self._setup_problem = str(exc) if misplaced else KEYRING_PROBLEM
-                log.warning("No API key: %s", exc)
+                log.debug("No API key: %s", exc)
         return self._key
 
     def _make_beat(self, wall: datetime) -> QueuedBeat:

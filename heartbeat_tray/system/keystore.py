@@ -89,7 +89,7 @@ class KeyStore:
         try:
             keyring.set_password(SERVICE, self.kind.value, key)
         except (KeyringError, RuntimeError) as exc:
-            log.warning("Storing the key in the keyring failed", exc_info=True)
+            _log_failure("Storing the key in the keyring failed", exc)
             raise KeyringUnavailable(_keyring_error_message(exc, self.kind)) from None
         with self._lock:
             self._cached = ApiKey(key, "keyring")
@@ -106,7 +106,7 @@ class KeyStore:
         except PasswordDeleteError:
             removed = False  # already gone
         except (KeyringError, RuntimeError) as exc:
-            log.warning("Removing the key from the keyring failed", exc_info=True)
+            _log_failure("Removing the key from the keyring failed", exc)
             raise KeyringUnavailable(_keyring_error_message(exc, self.kind)) from None
         with self._lock:
             self._cached = None
@@ -123,5 +123,35 @@ def read_keyring(kind: KeyKind = KeyKind.PROJECT) -> str | None:
     try:
         return keyring.get_password(SERVICE, kind.value)
     except (KeyringError, RuntimeError) as exc:
-        log.warning("Reading the key from the keyring failed", exc_info=True)
-        raise KeyringUnavailable(_keyring_error_message(exc, kind)) from None
+        from keyring.errors import NoKeyringError
+
+        message = _keyring_error_message(exc, kind)
+        if not isinstance(exc, NoKeyringError):  # worth a traceback, once
+            report_unreadable_key(message, exc)
+        raise KeyringUnavailable(message) from None  # the caller says it, in its own words
+
+
+_unreadable_reported = False
+_reported_lock = threading.Lock()
+
+
+def report_unreadable_key(message: str, exc: BaseException | None = None) -> None:
+    """One log line per process however often a key cannot be read (both keys, every reload,
+    in this process or a hand-over child); a traceback only for a failure that is not simply
+    'no keyring here' (85 KB of tracebacks in 10 minutes otherwise)."""
+    global _unreadable_reported
+    with _reported_lock:
+        if _unreadable_reported:
+            return
+        _unreadable_reported = True
+    if exc is None:
+        log.warning("Cannot read the API key: %s", message)
+    else:
+        _log_failure(f"Cannot read the API key: {message}", exc)
+
+
+def _log_failure(line: str, exc: BaseException) -> None:
+    """The line, with a traceback only when the failure is not simply 'no keyring here'."""
+    from keyring.errors import NoKeyringError
+
+    log.warning("%s", line, exc_info=None if isinstance(exc, NoKeyringError) else exc)
