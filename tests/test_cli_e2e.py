@@ -427,3 +427,13 @@ def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(
         os.close(write_end)
     assert result.returncode in (0, 141)
     assert result.stderr == ""
+
+
+def test_status_says_when_there_is_no_settings_file_yet(app: App) -> None:
+    text = app.run("status").stdout
+    assert f"settings file:   {app.config_file} (none yet: the defaults are in use)" in text
+    assert app.status()["settings_file_exists"] is False
+    app.write_config("interval_seconds = 60\n")
+    text = app.run("status").stdout
+    assert f"settings file:   {app.config_file}\n" in text
+    assert app.status()["settings_file_exists"] is True

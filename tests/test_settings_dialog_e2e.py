@@ -116,7 +116,7 @@ def test_an_invalid_field_blocks_save_and_changes_nothing(
     assert app.config_file.read_bytes() == before
     assert secret_tool_lookup(app.env) == ""
     keys(desktop, "Escape")
-    assert proc.wait(timeout=10) == 1
+    assert proc.wait(timeout=10) == 0  # cancelling is not a failure
 
 
 def test_cancel_changes_nothing(
@@ -129,7 +129,7 @@ def test_cancel_changes_nothing(
     keys(desktop, *["Tab"] * TABS_TO_INTERVAL)
     type_text(desktop, "5")
     keys(desktop, "Escape")
-    assert proc.wait(timeout=10) == 1
+    assert proc.wait(timeout=10) == 0  # cancelling is not a failure
     assert app.config_file.read_bytes() == before
     assert secret_tool_lookup(app.env) == ""
 
@@ -282,3 +282,39 @@ def test_the_ingestion_section_tests_the_query_and_saves_the_personal_key(
     )
     assert stored.stdout == personal
     assert personal not in app.config_file.read_text()
+
+
+def test_the_dialog_closes_with_the_tray_unless_that_would_lose_edits(
+    app: App, keyring_session: dict[str, str], desktop: Desktop, server: CaptureServer
+) -> None:
+    app.write_config(f'host = "{server.url}"\ninterval_seconds = 3\n')
+    assert app.run("key", "set", input=KEY).returncode == 0
+
+    def dialog_windows() -> str:
+        return desktop.xdotool("search", "--onlyvisible", "--classname", DIALOG_CLASS)
+
+    for edited in (False, True):
+        beats = len(server.events)
+        tray = app.start("tray", env=desktop.env)
+        server.wait_for_events(beats + 1)  # this tray runs
+        shown = log_lines(app).count("Settings dialog shown")
+        assert app.run("tray", env=desktop.env).returncode == 0  # opens its settings
+        wait_for_dialog(app, desktop, shown)
+        if edited:
+            keys(desktop, *["Tab"] * TABS_TO_INTERVAL)
+            type_text(desktop, "7")
+        tray.terminate()  # Quit, as the menu's Quit does
+        assert tray.wait(timeout=5) == 0
+        if not edited:
+            wait_until(lambda: not dialog_windows(), what="the dialog to close with the tray")
+            assert "Settings dialog closed with the tray" in log_lines(app)
+            continue
+        wait_until(
+            lambda: "the dialog stays open for its unsaved changes" in log_lines(app),
+            what="the dialog to keep its edits",
+        )
+        assert dialog_windows()  # still there, saying the tray has gone
+        desktop.screenshot("dialog-tray-gone", None)
+        keys(desktop, "Escape")
+        wait_until(lambda: not dialog_windows(), what="the dialog to close on Escape")
+    assert load_settings(app.config_file).settings.interval_seconds == 3  # nothing saved

@@ -80,6 +80,7 @@ def build_report(ctx: Context) -> dict[str, Any]:
         "settings": settings,
         "settings_source": source,
         "settings_file": str(ctx.paths.config_file),
+        "settings_file_exists": ctx.paths.config_file.exists(),
         "settings_problem": ctx.loaded.problem,
         "settings_warnings": list(ctx.loaded.warnings),
         "api_key": key_info,
@@ -145,6 +146,7 @@ def _lines(report: dict[str, Any]) -> list[str]:
     if report["settings_problem"]:
         lines.append(f"  settings:        {report['settings_problem']}")
     lines.extend(f"  warning:         {w}" for w in report["settings_warnings"])
-    lines.append(f"  settings file:   {report['settings_file']}")
+    missing = "" if report["settings_file_exists"] else " (none yet: the defaults are in use)"
+    lines.append(f"  settings file:   {report['settings_file']}{missing}")
     lines.append(f"  log file:        {report['log_file']}")
     return lines

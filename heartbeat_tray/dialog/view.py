@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import threading
 import tkinter
@@ -137,7 +138,8 @@ class SettingsDialog:
         except Exception:
             log.warning("Could not read the launch-at-login state", exc_info=True)
             launching = False
-        self.result = 1  # Cancel
+        self.result = 0  # Cancel is not a failure: nothing was asked to change
+        self.opened_with: FormValues | None = None  # the form as shown, to tell edits apart
         top = [loaded.problem] if loaded.problem else []
         if loaded.problem:
             top.append(
@@ -421,6 +423,19 @@ class SettingsDialog:
         log.info("Settings dialog cancelled")
         self.root.destroy()
 
+    def tray_gone(self) -> None:
+        """The tray that opened this dialog quit: close with it, unless that loses edits."""
+        if self.values() == self.opened_with:
+            log.info("Settings dialog closed with the tray")
+            self.root.destroy()
+            return
+        log.info("The tray quit; the dialog stays open for its unsaved changes")
+        self.test_result.configure(
+            text="Heartbeat Tray has quit. Save still keeps these settings; start Heartbeat "
+            "Tray again to use them.",
+            foreground=ERROR_COLOUR,
+        )
+
     def test(self) -> None:
         values = self.values()
         checked = check_form(values, self.base, key_stored=self.stored_key is not None)
@@ -506,7 +521,8 @@ def ask_query(
 
 
 def run_dialog(paths: AppPaths) -> int:
-    """Show the dialog; 0 when saved, 1 when cancelled. Raises NoDisplay without a display."""
+    """Show the dialog until saved or cancelled (0 either way). Raises NoDisplay without a
+    display."""
     try:
         root = tkinter.Tk(className="heartbeat-tray-settings")
     except tkinter.TclError as exc:
@@ -522,6 +538,10 @@ def run_dialog(paths: AppPaths) -> int:
         log.info("Settings dialog shown")
 
     root.after_idle(take_focus)
+    dialog.opened_with = dialog.values()
+    if hasattr(signal, "SIGTERM"):
+        # The tray sends it when it quits (tkinter's loop runs Python's handlers between events).
+        signal.signal(signal.SIGTERM, lambda *_: root.after(0, dialog.tray_gone))
     root.mainloop()
     dialog.ui.close()
     return dialog.result

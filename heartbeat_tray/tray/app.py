@@ -6,6 +6,7 @@ come from the engine; the tray shows them as desktop notifications.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -208,11 +209,20 @@ class TrayApp:
                 f"No program to open it was found ({exc.strerror or exc}); it is {log_file}.",
             )
 
+    def _close_dialog(self) -> None:
+        """Our Settings dialog closes with us (it keeps itself open for unsaved edits)."""
+        dialog = self._dialog
+        if dialog is None or dialog.poll() is not None or sys.platform == "win32":
+            return  # on Windows a terminate would kill it, edits and all: it stays open
+        with contextlib.suppress(OSError):
+            dialog.send_signal(signal.SIGTERM)
+
     def quit(self) -> None:
         if self._quitting:
             return
         self._quitting = True
         log.info("Quitting")
+        self._close_dialog()
         self.engine.stop(timeout=1.0)
         if self.channel is not None:
             self.channel.close()
