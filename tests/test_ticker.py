@@ -465,3 +465,31 @@ def test_the_request_deadline_is_half_the_interval_up_to_10_s_and_at_least_1_s()
         10.0,
         10.0,
     ]
+
+
+def test_the_ingestion_ledger_keeps_every_beat_of_the_window_the_check_judges(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace as with_
+
+    from heartbeat_tray.core.ingestion import IngestionState, judge, query_window
+    from heartbeat_tray.core.ingestion_store import IngestionStore
+
+    # one beat a second and an alert after a day, both allowed: a 48-hour window
+    settings = Settings(interval_seconds=1)
+    settings = with_(settings, ingestion=with_(settings.ingestion, alert_after_seconds=86_400))
+    h = Harness(tmp_path, settings)
+    start = h.start_wall
+    window = query_window(86_400)
+    old = [(f"old{n}", start - window - 10 + n, start - window - 10 + n, True) for n in range(5)]
+    # 25 hours of accepted beats (90,000), none stored by PostHog
+    day = [(f"b{n}", start - 90_000 + n, start - 90_000 + n + 0.2, True) for n in range(90_000)]
+    h.outbox.settle([], {}, old + day)
+    h.run_until(1)  # a beat: the ticker trims what it keeps
+    store = IngestionStore(h.outbox.path)
+    ledger = store.ledger()
+    store.close()
+    assert {b.uuid for b in ledger} >= {u for u, *_ in day}  # was capped at 20,000 (5.6 h)
+    assert not any(b.uuid.startswith("old") for b in ledger)  # before the window: gone
+    verdict = judge(ledger, {}, now=h.clock.wall(), alert_after_seconds=86_400)
+    assert verdict.state is IngestionState.FAILING  # stayed "waiting" forever

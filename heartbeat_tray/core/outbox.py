@@ -281,16 +281,15 @@ class Outbox:
             )
         return cur.rowcount
 
-    def prune_accepted(self, before: float, keep: int = MAX_BEATS) -> None:
-        """Forget accepted beats older than any query window looks (and beyond ``keep``)."""
+    def prune_accepted(self, before: float) -> None:
+        """Forget accepted beats from before the ingestion check's query window.
+
+        No cap on their number: the check must see every beat it judges (172,800 rows at
+        one beat a second and a 48-hour window; about 60 bytes each).
+        """
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM accepted WHERE beat_time < ?", (before,))
-            self._db.execute(
-                "DELETE FROM accepted WHERE uuid IN (SELECT uuid FROM accepted "
-                "ORDER BY beat_time DESC LIMIT -1 OFFSET ?)",
-                (keep,),
-            )
 
     # --- small persistent facts: the sequence counter, counters, the last outcome ---
 

@@ -22,6 +22,7 @@ from heartbeat_tray.core.app_state import AppState, Health
 from heartbeat_tray.core.clock import Clock, SystemClock
 from heartbeat_tray.core.delivery import MAX_BATCH, DeliveryPolicy
 from heartbeat_tray.core.event import BeatTemplate
+from heartbeat_tray.core.ingestion import query_window
 from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Outbox, QueuedBeat
 from heartbeat_tray.core.schedule import Schedule
 from heartbeat_tray.core.settings import Settings
@@ -36,7 +37,6 @@ __all__ = ["MAX_BATCH", "Ticker", "TickerConfig", "request_timeout"]
 
 MAX_REQUEST_TIMEOUT = 10.0
 MIN_REQUEST_TIMEOUT = 1.0  # below this a healthy server's ordinary answer times out
-MAX_LEDGER_AGE = 2 * 86_400  # accepted beats kept for the ingestion check's longest window
 MIN_BACKFILL_SHARE = 0.4  # of an interval, at the least, for one backfill request
 MIN_RESEND_GAP = 1.0  # seconds: after the outbox could not record an answer, the next request
 BACKFILL_MARGIN = 0.05  # seconds kept free before the next live beat
@@ -271,7 +271,8 @@ class Ticker:
             dropped = self._outbox.drop_created_before(wall.timestamp() - MAX_AGE_SECONDS)
             self._count_missed(dropped, "older than 7 days")
             self._count_missed(self._outbox.trim_to(MAX_BEATS), f"beyond {MAX_BEATS} queued beats")
-            self._outbox.prune_accepted(wall.timestamp() - MAX_LEDGER_AGE)
+            window = query_window(self._config.settings.ingestion.alert_after_seconds)
+            self._outbox.prune_accepted(wall.timestamp() - window)
         except sqlite3.Error as exc:
             log.warning("Could not trim the outbox: %s", exc)
 
