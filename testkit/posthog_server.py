@@ -71,6 +71,7 @@ class CaptureServer:
         self.queries: list[dict[str, Any]] = []
         self._query_cache: dict[str, Any] = {}
         self.webhooks: list[dict[str, Any]] = []
+        self.webhook_times: list[float] = []  # time.time() each webhook arrived
         self.webhook_failures = 0  # the webhook sink fails this many times first
         self._cond = threading.Condition()
         self._release_hang = threading.Event()
@@ -269,6 +270,7 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
                     return True
                 with server._cond:
                     server.webhooks.append(body)
+                    server.webhook_times.append(time.time())
                 self._answer(request, 200, {"ok": True})
                 return True
             if not path.startswith("/api/"):

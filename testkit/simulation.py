@@ -108,7 +108,14 @@ def timezone_plus_one() -> Any:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, webhook: bool = True, poll: int = 60) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        webhook: bool = True,
+        poll: int = 60,
+        alert_after: int = 300,
+        interval: int = 60,
+    ) -> None:
         self.clock = FakeClock(start_wall=T0)
         self.api = FakeAppApi(self.clock)
         self.outbox = Outbox(tmp_path / "outbox.sqlite3")
@@ -117,11 +124,12 @@ class Harness:
         self.state = AppState()
         ingestion = IngestionSettings(
             poll_seconds=poll,
-            alert_after_seconds=300,
+            alert_after_seconds=alert_after,
             webhook_url="https://hooks.example/hook" if webhook else "",
         )
-        self.settings = Settings(ingestion=ingestion)
+        self.settings = Settings(interval_seconds=interval, ingestion=ingestion)
         self.n = 0
+        self.next_beat: float | None = None  # the beat grid of run_on_grid, kept across calls
         self.poller = self.make_poller()
 
     def make_poller(self) -> IngestionPoller:
@@ -162,6 +170,24 @@ class Harness:
             if beat_every and self.clock.monotonic() >= next_beat:
                 self.beat(lag)
                 next_beat += beat_every
+
+    def run_on_grid(self, seconds: float, lag: float | None = 10.0) -> None:
+        """Like ``run``, but the beats keep one grid of ``interval_seconds`` across calls, as
+        the ticker's do: a break at any moment falls between two beats."""
+        end = self.clock.monotonic() + seconds
+        every = float(self.settings.interval_seconds)
+        if self.next_beat is None:
+            self.next_beat = self.clock.monotonic()
+        while True:
+            wake = self.poller.step()
+            nxt = min(w for w in (wake, self.next_beat, end) if w is not None)
+            if nxt >= end and (wake is None or wake >= end):
+                self.clock.advance(max(0.0, end - self.clock.monotonic()))
+                return
+            self.clock.advance(max(0.0, nxt - self.clock.monotonic()))
+            if self.clock.monotonic() >= self.next_beat:
+                self.beat(lag)
+                self.next_beat += every
 
     @property
     def status(self) -> Any:

@@ -33,6 +33,7 @@ def failing(n: int) -> Snapshot:
     [
         (failing(2), failing(3), "Heartbeat failing"),
         (failing(3), OK, "Heartbeat recovered"),
+        (replace(OK, health=Health.WRONG_HOST, last_failure="404"), OK, "Heartbeat recovered"),
         (OK, replace(OK, health=Health.KEY_REJECTED, last_failure="401"), "PostHog rejected"),
         (OK, replace(OK, health=Health.WRONG_HOST, last_failure="404 Not Found"), "wrong host"),
         (OK, replace(OK, storage_problem="Disk full — beats are not being kept"), "not being kept"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat_tray.core.ingestion import IngestionState, LedgerBeat, judge
+from heartbeat_tray.core.ingestion import IngestionState, LedgerBeat, failing_sentence, judge
 from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
 from heartbeat_tray.core.settings import IngestionSettings
 from heartbeat_tray.posthog.query import QueryClient, StoredBeat, hogql, parse_time
@@ -55,13 +55,60 @@ def test_a_due_beat_not_stored_with_nothing_newer_stored_opens_an_incident() -> 
     assert j.lost == frozenset()
 
 
-def test_a_newer_stored_beat_ends_it_at_once_and_the_gap_is_lost() -> None:
+def test_a_newer_stored_beat_ends_it_at_once_and_the_gap_is_lost_after_a_grace() -> None:
     ledger = [beat(0), beat(1), beat(2), beat(12)]
     found = {"u0": stored(0), "u12": stored(12)}
     j = judge(ledger, found, now=at(60 * 12 + 20), alert_after_seconds=600)
     assert j.state is IngestionState.OK
-    assert j.lost == frozenset({"u1", "u2"})
     assert j.incident_since is None
+    assert j.lost == frozenset()  # they may still be stored late
+    later = judge(ledger, found, now=at(60 * 22 + 1), alert_after_seconds=600)
+    assert later.lost == frozenset({"u1", "u2"})  # still missing a threshold after u12
+
+
+def test_a_late_beat_is_not_lost() -> None:
+    ledger = [beat(n) for n in range(6)]
+    # beats 3 and 4 were stored out of order, after beat 5: late, never lost
+    early = {f"u{n}": stored(n) for n in (0, 1, 2, 5)}
+    assert judge(ledger, early, now=at(330), alert_after_seconds=120).lost == frozenset()
+    late = {**early, "u3": stored(3, 200), "u4": stored(4, 150)}
+    j = judge(ledger, late, now=at(500), alert_after_seconds=120)
+    assert j.lost == frozenset() and j.ingested == frozenset(f"u{n}" for n in range(6))
+
+
+@pytest.mark.parametrize("stored_until", [0, 3, 7])
+def test_an_incident_opens_once_the_newest_stored_beat_is_older_than_the_threshold(
+    stored_until: int,
+) -> None:
+    # beats every 10 s, alert after 60 s: the Ingestion Alert's rule on our own beats
+    ledger = [LedgerBeat(f"u{n}", at(10 * n), at(10 * n + 0.1), True) for n in range(30)]
+    found = {
+        f"u{n}": StoredBeat(f"u{n}", at(10 * n), at(10 * n + 2)) for n in range(stored_until + 1)
+    }
+    newest = 10 * stored_until
+    ok = judge(ledger, found, now=at(newest + 59.9), alert_after_seconds=60, interval_seconds=10)
+    assert ok.state is IngestionState.OK
+    failing = judge(
+        ledger, found, now=at(newest + 60.1), alert_after_seconds=60, interval_seconds=10
+    )
+    assert failing.state is IngestionState.FAILING
+    assert failing.incident_since == at(newest + 10.1)  # the first beat not proven stored
+    assert failing.newest_stored == at(newest)
+    assert failing_sentence(failing.newest_stored, at(0), at(newest + 60.1)).startswith(
+        "Ingestion is 60 s behind; newest stored beat "
+    )
+
+
+def test_beats_rarer_than_the_threshold_are_not_an_incident_while_they_are_fresh() -> None:
+    # an hourly beat, alert after 10 min: the newest stored beat is an hour old by design
+    ledger = [LedgerBeat(f"u{n}", at(3600 * n), at(3600 * n + 0.1), True) for n in range(3)]
+    found = {"u0": stored(0), "u1": StoredBeat("u1", at(3600), at(3610))}
+    fresh = judge(ledger, found, now=at(7200 + 30), alert_after_seconds=600, interval_seconds=3600)
+    assert fresh.state is IngestionState.OK
+    overdue = judge(
+        ledger, found, now=at(7200 + 301), alert_after_seconds=600, interval_seconds=3600
+    )
+    assert overdue.state is IngestionState.FAILING
 
 
 def test_a_wrong_project_key_from_the_start_fails_once_the_first_beat_is_due() -> None:
@@ -195,3 +242,39 @@ def test_the_check_can_be_turned_off(tmp_path: Path, check: bool) -> None:
     h.poller.apply(PollerConfig(replace(h.settings, ingestion=IngestionSettings(check=check)), "i"))
     assert h.poller.step() is None
     assert h.status.sentence == "Ingestion not checked (turned off in Settings)"
+
+
+@pytest.mark.parametrize("phase", [0.0, 2.5, 5.0, 7.5, 9.9])
+def test_the_poller_alerts_within_one_poll_of_the_newest_stored_beat_plus_the_threshold(
+    tmp_path: Path, phase: float
+) -> None:
+    # beats every 10 s, a check every 15 s, alert after 60 s; the break at every phase of a beat
+    h = Harness(tmp_path, poll=15, alert_after=60, interval=10)
+    h.run_on_grid(300 + phase)
+    assert h.status.state is IngestionState.OK
+    stored_before = set(h.api.stored)
+    h.run_on_grid(0.0, lag=None)
+    broke = h.clock.wall()
+    while not h.alerts:
+        h.run_on_grid(0.5, lag=None)
+    alerted = h.clock.wall()
+    newest = max(h.api.stored[u].timestamp for u in stored_before)
+    step = timedelta(seconds=0.5)  # how finely this loop looks
+    assert alerted - newest <= timedelta(seconds=60 + 15) + step  # the peer's rule, + one poll
+    assert alerted - broke <= timedelta(seconds=60 + 15) + step
+    assert h.status.state is IngestionState.FAILING
+    assert (
+        h.status.sentence.startswith("Ingestion is ") and "newest stored beat" in h.status.sentence
+    )
+    h.run_on_grid(0.1, lag=None)  # the webhook goes out at the next step
+    hook = h.api.webhooks[0]
+    assert "newest stored beat" in hook["text"] and hook["status"] == "triggered"
+    # fixed: resolved at the first check that sees a newer beat stored
+    h.run_on_grid(0.0)
+    fixed = h.clock.wall()
+    while h.status.state is IngestionState.FAILING:
+        h.run_on_grid(0.5)
+    # the next beat, its 10 s lag, one poll
+    assert h.clock.wall() - fixed <= timedelta(seconds=10 + 10 + 15) + step
+    h.run_on_grid(0.1)
+    assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]

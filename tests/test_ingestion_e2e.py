@@ -82,7 +82,7 @@ def test_a_break_downstream_alerts_once_across_a_restart_and_resolves_once(
     assert detected <= 4 + 1 + 1 + 2  # alert_after + poll + interval, and a margin
     (triggered,) = posthog.wait_for_webhooks(1)
     assert triggered["status"] == "triggered" and triggered["project_id"] == 4242
-    assert "but has stored none since" in triggered["text"]
+    assert "s behind; newest stored beat" in triggered["text"]  # names what PostHog stored
     err = stop(proc)  # a restart in the middle of the incident
     assert err.count("Heartbeat not ingested") == 1
     proc = app.start("run", env=ENV)
@@ -241,3 +241,62 @@ def test_verify_shows_progress_on_a_terminal_and_nothing_more_with_quiet(
     assert code == 1
     assert "asking" not in drawn and "not stored yet" not in drawn
     assert drawn.strip().startswith("accepted in") and "not queryable within 2 s" in drawn
+
+
+def test_a_break_alerts_within_one_poll_of_the_ingestion_alert_rule_at_several_phases(
+    app: App, posthog: CaptureServer
+) -> None:
+    """The Ingestion Alert's rule, applied to the same stored events: alert once the newest
+    stored event is older than the window. At the same threshold (4 s) and a check every
+    second, heartbeat-tray's webhook comes within one check of that moment, whatever the
+    phase of the break against the beats; it resolves within a beat, its lag and a check."""
+    configure(app, posthog, alert_after=4)
+    proc = app.start("run", env=ENV)
+    wait_until(lambda: ingestion(app)["state"] == "ok", timeout=20, what="ingested")
+    late: list[float] = []
+    for n, phase in enumerate((0.1, 0.4, 0.7)):
+        count = len(posthog.events)
+        posthog.wait_for_events(count + 1)  # a beat was just captured: the phase counts from it
+        time.sleep(phase)
+        posthog.drop_downstream = True
+        with posthog._cond:
+            newest = max(s["timestamp"] for s in posthog.stored).timestamp()
+        (*_, triggered) = posthog.wait_for_webhooks(2 * n + 1)
+        assert triggered["status"] == "triggered"
+        assert "newest stored beat" in triggered["text"]
+        alerted = posthog.webhook_times[2 * n]
+        peer = newest + 4  # the peer's rule, polled continuously (its best case)
+        late.append(alerted - peer)
+        fixed = time.time()
+        posthog.drop_downstream = False
+        (*_, resolved) = posthog.wait_for_webhooks(2 * n + 2)
+        assert resolved["status"] == "resolved"
+        assert posthog.webhook_times[2 * n + 1] - fixed <= 1 + 0.5 + 1 + 1.5  # beat, lag, check
+    stop(proc)
+    # within one check (1 s) of the rule, plus delivery; the peer polls every 60 s in PostHog
+    assert max(late) <= 1 + 1.0, late
+
+
+def test_beats_stored_late_are_behind_not_lost(app: App, posthog: CaptureServer) -> None:
+    configure(app, posthog, alert_after=4)
+    proc = app.start("run", env=ENV)
+    wait_until(lambda: ingestion(app)["state"] == "ok", timeout=20, what="ingested")
+    posthog.ingest_lag = 7.0  # every beat is still stored, later than the threshold
+    (triggered,) = posthog.wait_for_webhooks(1, timeout=30)
+    assert (
+        "ingestion is" in triggered["text"] and "s behind; newest stored beat" in triggered["text"]
+    )
+    state = ingestion(app)
+    assert state["state"] == "failing" and state["sentence"].startswith("Ingestion is ")
+    posthog.ingest_lag = 0.5
+    posthog.wait_for_webhooks(2, timeout=30)
+    wait_until(
+        lambda: (i := ingestion(app))["state"] == "ok" and i["lag_seconds"] < 2,
+        timeout=30,
+        what="caught up",
+    )
+    # a threshold after the last late beat was stored, every one of them is judged: none lost
+    count = len(posthog.queries)
+    posthog.wait_for(lambda: len(posthog.queries) >= count + 6, timeout=20)
+    stop(proc)
+    assert ingestion(app)["lost"] == 0

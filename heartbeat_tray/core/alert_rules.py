@@ -27,8 +27,8 @@ def delivery_alert(before: Snapshot, after: Snapshot) -> Alert | None:
         return Alert("Heartbeat beats are not being kept", after.storage_problem)
     if before.consecutive_failures < NOTIFY_AFTER_FAILURES <= after.consecutive_failures:
         return Alert("Heartbeat failing", after.status_line)
-    told = (
-        before.consecutive_failures >= NOTIFY_AFTER_FAILURES or before.health is Health.WRONG_HOST
+    told = before.consecutive_failures >= NOTIFY_AFTER_FAILURES or (
+        before.health is Health.WRONG_HOST and after.health is not Health.WRONG_HOST
     )
     if told and after.consecutive_failures == 0:
         return Alert("Heartbeat recovered", "PostHog accepts the heartbeat again.")

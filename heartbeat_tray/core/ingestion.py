@@ -4,10 +4,14 @@ whether an incident is open. Pure functions over the ledger and one query's answ
 Rules (the README's "Ingestion check" section says them for users):
 - *ingested*: an accepted beat whose uuid the query returned. The lag of a live beat (accepted
   within one interval of its own time) is ``created_at - timestamp``, PostHog's own clock.
-- *due*: accepted more than ``alert_after`` ago.
-- *failing* (an incident): a due beat is not ingested and no beat accepted after it is; the
-  incident is open since the acceptance of the oldest such beat.
-- *lost*: a due beat not ingested while a newer one is: counted, never an incident of its own.
+- *failing* (an incident): the newest beat seen stored is more than ``alert_after`` old by its
+  own time, and a beat accepted after it is not proven stored yet — the Ingestion Alert's rule
+  ("no event newer than the window") applied to our own beats, so at equal thresholds it is
+  never later. With no beat stored at all (a wrong project key from the start): once the oldest
+  unproven beat was accepted ``alert_after`` ago. Open since the oldest unproven beat's
+  acceptance; it ends as soon as a newer beat is seen stored.
+- *lost*: not stored while a newer beat is, and still missing ``alert_after`` after that newer
+  beat was accepted. A beat stored later than the check that expected it is *late*, not lost.
 - *waiting*: no beat ingested and none due yet. *ok*: otherwise, once one beat is ingested.
 """
 
@@ -55,6 +59,7 @@ class Judgement:
     lag_seconds: float | None  # the newest live beat's
     lag_median_seconds: float | None
     last_ingested: datetime | None  # PostHog's timestamp of the newest ingested beat
+    newest_stored: datetime | None = None  # the newest stored beat's own time
 
 
 def judge(
@@ -63,38 +68,65 @@ def judge(
     *,
     now: datetime,
     alert_after_seconds: int,
+    interval_seconds: float = 60,
 ) -> Judgement:
     window_start = now - timedelta(seconds=query_window(alert_after_seconds))
-    due_before = now - timedelta(seconds=alert_after_seconds)
+    alert_after = timedelta(seconds=alert_after_seconds)
     expired = frozenset(b.uuid for b in ledger if b.beat_time <= window_start)
     beats = [b for b in ledger if b.uuid not in expired]
     ingested = [b for b in beats if b.uuid in stored]
-    newest_ingested = max((b.accepted_at for b in ingested), default=None)
-    missing_due = [b for b in beats if b.uuid not in stored and b.accepted_at <= due_before]
-    unproven = [
-        b for b in missing_due if newest_ingested is None or b.accepted_at >= newest_ingested
-    ]
-    lost = frozenset(b.uuid for b in missing_due if b not in unproven)
+    newest = max(ingested, key=lambda b: b.beat_time, default=None)
+    # The newest beat seen stored, by its own time: a ledger beat's, else (beats of this
+    # stream from before a restart) PostHog's timestamp of it.
+    newest_time = newest.beat_time if newest else None
+    if newest_time is None and stored:
+        newest_time = max(s.timestamp for s in stored.values())
+    missing = [b for b in beats if b.uuid not in stored]
+    if newest_time is None:
+        unproven = [b for b in missing if b.accepted_at <= now - alert_after]
+        stale = bool(unproven)
+    else:
+        unproven = [b for b in missing if b.beat_time > newest_time]
+        # The first unproven beat also had a fair time to be stored: with beats rarer than the
+        # threshold (an hourly beat, alert after 10 min) the newest stored one is old by
+        # design. With beats every interval < threshold this waits no longer than the rule.
+        grace = timedelta(
+            seconds=alert_after_seconds - min(interval_seconds, alert_after_seconds / 2)
+        )
+        stale = (
+            bool(unproven)
+            and now - newest_time > alert_after
+            and now - min(b.beat_time for b in unproven) >= grace
+        )
+    # Lost: older than a stored beat that was itself accepted alert_after ago (grace for late
+    # storage: PostHog stores mostly in order, so a beat still missing by then is gone).
+    proven_until = max(
+        (b.beat_time for b in ingested if b.accepted_at <= now - alert_after), default=None
+    )
+    lost = frozenset(
+        b.uuid for b in missing if proven_until is not None and b.beat_time < proven_until
+    )
     live = sorted(
         (stored[b.uuid] for b in ingested if b.live), key=lambda s: s.timestamp, reverse=True
     )
     lags = [(s.created_at - s.timestamp).total_seconds() for s in live]
-    if unproven:
+    if stale:
         state = IngestionState.FAILING
     elif ingested or stored:  # stored: beats of this stream from before (a restart)
         state = IngestionState.OK
     else:
         state = IngestionState.WAITING
-    newest = max((stored[b.uuid].timestamp for b in ingested), default=None)
+    last_ingested = max((stored[b.uuid].timestamp for b in ingested), default=None)
     return Judgement(
         state=state,
         ingested=frozenset(b.uuid for b in ingested),
         lost=lost,
         expired=expired,
-        incident_since=min((b.accepted_at for b in unproven), default=None),
+        incident_since=min((b.accepted_at for b in unproven), default=None) if stale else None,
         lag_seconds=lags[0] if lags else None,
         lag_median_seconds=statistics.median(lags) if lags else None,
-        last_ingested=newest,
+        last_ingested=last_ingested,
+        newest_stored=newest_time,
     )
 
 
@@ -119,7 +151,12 @@ def ok_sentence(lag: float | None) -> str:
     return f"Ingested {max(0.0, lag):.0f} s behind"
 
 
-def failing_sentence(last_ingested: datetime | None, since: datetime) -> str:
-    if last_ingested is None:
+def failing_sentence(newest_stored: datetime | None, since: datetime, now: datetime) -> str:
+    """What PostHog did: how far behind its newest stored beat is, or that none is stored."""
+    if newest_stored is None:
         return f"Not ingested since {since.astimezone():%H:%M}"
-    return f"Not ingested since {last_ingested.astimezone():%H:%M}"
+    behind = max(0.0, (now - newest_stored).total_seconds())
+    return (
+        f"Ingestion is {behind:.0f} s behind; newest stored beat "
+        f"{newest_stored.astimezone():%H:%M:%S}"
+    )

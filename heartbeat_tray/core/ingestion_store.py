@@ -96,15 +96,19 @@ class IngestionStore:
 
     def ledger(self) -> list[LedgerBeat]:
         rows = self._db.execute(
-            "SELECT uuid, beat_time, accepted_at, live FROM accepted "
-            "WHERE verdict IS NULL OR verdict = 'ingested' ORDER BY accepted_at"
+            "SELECT uuid, beat_time, accepted_at, live FROM accepted ORDER BY accepted_at"
         ).fetchall()
         return [LedgerBeat(u, _utc(b), _utc(a), bool(live)) for u, b, a, live in rows]
 
     def apply(self, judgement: Judgement) -> int:
-        """Record the verdicts; returns the running total of lost beats."""
+        """Record the verdicts; returns the running total of lost beats (a beat counted lost
+        that shows up stored after all was late: it is taken off the total again)."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            late = self._db.executemany(
+                "UPDATE accepted SET verdict = 'ingested' WHERE uuid = ? AND verdict = 'lost'",
+                [(u,) for u in judgement.ingested],
+            ).rowcount
             self._db.executemany(
                 "UPDATE accepted SET verdict = 'ingested' WHERE uuid = ?",
                 [(u,) for u in judgement.ingested],
@@ -116,7 +120,7 @@ class IngestionStore:
             self._db.executemany(
                 "DELETE FROM accepted WHERE uuid = ?", [(u,) for u in judgement.expired]
             )
-            lost = int(self._read("ingestion_lost") or 0) + max(0, fresh)
+            lost = max(0, int(self._read("ingestion_lost") or 0) + max(0, fresh) - max(0, late))
             self._write("ingestion_lost", lost)
         return lost
 

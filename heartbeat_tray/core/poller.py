@@ -210,16 +210,21 @@ class IngestionPoller:
             {beat.uuid: beat for beat in answer.beats},
             now=wall,
             alert_after_seconds=ingestion.alert_after_seconds,
+            interval_seconds=settings.interval_seconds,
         )
         lost = self._store.apply(judgement)
         incident = self._store.incident()
         if judgement.state is IngestionState.FAILING:
             since = incident.since if incident else judgement.incident_since or wall
-            sentence = failing_sentence(
-                judgement.last_ingested or self._status.last_ingested, since
-            )
+            sentence = failing_sentence(judgement.newest_stored, since, wall)
             if incident is None or not incident.triggered_sent:
-                self._alert("triggered", since, judgement.last_ingested, judgement.lag_seconds)
+                self._alert(
+                    "triggered",
+                    since,
+                    judgement.last_ingested,
+                    judgement.lag_seconds,
+                    judgement.newest_stored,
+                )
         else:
             since = None
             sentence = (
@@ -288,16 +293,28 @@ class IngestionPoller:
         )
 
     def _alert(
-        self, status: str, since: datetime, last_ingested: datetime | None, lag: float | None
+        self,
+        status: str,
+        since: datetime,
+        last_ingested: datetime | None,
+        lag: float | None,
+        newest_stored: datetime | None = None,
     ) -> None:
         settings = self._config.settings
         wall = self._clock.wall()
         event, who, host = settings.event, self._config.distinct_id, settings.host
         if status == "triggered":
             title = "Heartbeat not ingested"
+            if newest_stored is None:
+                what = f"has stored none of them since {iso_utc(since)}"
+            else:
+                late = max(0.0, (wall - newest_stored).total_seconds())
+                what = (
+                    f"ingestion is {late:.0f} s behind; newest stored beat {iso_utc(newest_stored)}"
+                )
             text = (
-                f"PostHog at {host} accepts the '{event}' events from {who} but has stored "
-                f"none since {iso_utc(since)}: ingestion may be broken downstream of capture."
+                f"PostHog at {host} accepts the '{event}' events from {who}, but {what}: "
+                "ingestion may be slow or broken downstream of capture."
             )
             incident: Incident | None = Incident(since, triggered_sent=True)
         else:
