@@ -1,4 +1,5 @@
-"""Writes assets/ from heartbeat_tray/icon_art.py, the one source of the icon art.
+"""Writes assets/ and docs/icon-states.png from heartbeat_tray/icon_art.py, the one source of
+the icon art.
 
     .venv-test/bin/python scripts/make_icons.py
 
@@ -49,6 +50,10 @@ def main(target: Path = ROOT / "assets") -> None:
         append_images=[render(IconState.HEALTHY, s) for s in ICNS_SIZES[:-1]],
     )
     print(f"wrote {len(list(target.iterdir()))} files to {target}")
+    from testkit.icon_views import sheet
+
+    sheet().save(ROOT / "docs" / "icon-states.png")
+    print("wrote docs/icon-states.png (every state as each backend shows it)")
 
 
 if __name__ == "__main__":

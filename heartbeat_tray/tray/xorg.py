@@ -22,13 +22,15 @@ import Xlib.X
 from PIL import Image
 from pystray import _xorg
 
+from heartbeat_tray.tray.icon_art import XORG_BACKING, flatten
+
 log = logging.getLogger(__name__)
 
 ContextMenuHandler = Callable[[int, int], None]  # root x, y of the click
 
 
 class XorgIcon(_xorg.Icon):  # type: ignore[misc]
-    background = (43, 43, 48)  # a common dark panel colour; the icon's dark rim reads on light
+    background = XORG_BACKING
 
     def __init__(self, *args: Any, on_context_menu: ContextMenuHandler, **kwargs: Any) -> None:
         self._on_context_menu = on_context_menu
@@ -87,11 +89,7 @@ class XorgIcon(_xorg.Icon):  # type: ignore[misc]
         cached: Image.Image | None = getattr(self, "_icon_data", None)
         if cached is not None and cached.size == (width, height):
             return
-        # Fit, do not stretch: tray slots are often taller than wide (trayer: 24x30).
-        side = min(width, height)
-        source = self._icon.convert("RGBA").resize((side, side), Image.Resampling.LANCZOS)
-        data = Image.new("RGB", (width, height), self.background)
-        data.paste(source, ((width - side) // 2, (height - side) // 2), mask=source)
+        data = flatten(self._icon, width, height, self.background)
         setattr(data, "tostring", data.tobytes)  # noqa: B010 - python-xlib calls image.tostring()
         self._icon_data = data
 
