@@ -120,7 +120,7 @@ def test_frozen_tray_docks_and_toggles_on_a_left_click(
         )
         wait_until(lambda: "Settings dialog shown" in frozen_app.log_file.read_text())
         desktop.xdotool("key", "Escape")
-        assert dialog.wait(timeout=10) == 1
+        assert dialog.wait(timeout=10) == 0  # Cancel is not a failure
         proc.terminate()
         assert proc.wait(timeout=5) == 0
         report = json.loads(REPORT.read_text())

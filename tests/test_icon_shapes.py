@@ -28,7 +28,8 @@ def glance(image: Image.Image, panel: tuple[int, int, int]) -> list[int]:
     """Each pixel as panel, light symbol, dark outline or coloured body; hue is ignored."""
     light_panel = sum(panel) / 3 > 200
     classes = []
-    for r, g, b in image.getdata():
+    data = image.tobytes()
+    for r, g, b in zip(data[0::3], data[1::3], data[2::3], strict=True):
         lum = 0.299 * r + 0.587 * g + 0.114 * b
         if lum >= (246 if light_panel else 200):  # whiter than a light panel
             classes.append(SYMBOL)

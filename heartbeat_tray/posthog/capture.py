@@ -15,7 +15,12 @@ import httpx
 
 from heartbeat_tray.core.event import iso_utc
 from heartbeat_tray.posthog.flags import KeyCheck, check_key
-from heartbeat_tray.posthog.http import DeadlineClient, failure_reason
+from heartbeat_tray.posthog.http import (
+    CAPTURE_ANSWER_LIMIT,
+    AnswerTooLarge,
+    DeadlineClient,
+    failure_reason,
+)
 from heartbeat_tray.posthog.responses import (
     Delivery,
     Verdict,
@@ -39,8 +44,10 @@ class PostHogClient(DeadlineClient):
         content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
         with self.within(timeout) as expired:
             try:
-                response = self.http.post(
+                response = self.fetch(
+                    "POST",
                     f"{host}/batch/",
+                    limit=CAPTURE_ANSWER_LIMIT,
                     content=content,
                     headers={"Content-Type": "application/json"},
                     timeout=timeout,
@@ -49,8 +56,11 @@ class PostHogClient(DeadlineClient):
                 reason = failure_reason(exc, expired, timeout)
                 log.info("Capture request failed: %s", reason)
                 return Delivery(Verdict.TRANSIENT, reason)
+            except AnswerTooLarge as exc:
+                log.warning("Capture answer abandoned: %s", exc)
+                return Delivery(Verdict.TRANSIENT, str(exc))
         return classify_status(response, self._wall())
 
     def check_key(self, host: str, api_key: str, distinct_id: str, timeout: float) -> KeyCheck:
         with self.within(timeout) as expired:
-            return check_key(self.http, host, api_key, distinct_id, timeout, expired)
+            return check_key(self, host, api_key, distinct_id, timeout, expired)

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from heartbeat_tray.posthog.http import failure_reason
+from heartbeat_tray.posthog.http import (
+    FLAGS_ANSWER_LIMIT,
+    AnswerTooLarge,
+    DeadlineClient,
+    failure_reason,
+)
 
 
 class KeyCheckVerdict(enum.Enum):
@@ -29,7 +34,7 @@ class KeyCheck:
 
 
 def check_key(
-    http: httpx.Client,
+    client: DeadlineClient,
     host: str,
     api_key: str,
     distinct_id: str,
@@ -37,11 +42,17 @@ def check_key(
     expired: threading.Event,
 ) -> KeyCheck:
     try:
-        response = http.post(
+        response = client.fetch(
+            "POST",
             f"{host}/flags/",
+            limit=FLAGS_ANSWER_LIMIT,
             params={"v": "2"},
             json={"api_key": api_key, "distinct_id": distinct_id},
             timeout=timeout,
+        )
+    except AnswerTooLarge as exc:
+        return KeyCheck(
+            KeyCheckVerdict.UNEXPECTED, f"{host} answered oddly ({exc}); try again later."
         )
     except httpx.HTTPError as exc:
         reason = failure_reason(exc, expired, timeout)

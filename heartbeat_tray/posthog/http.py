@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -15,6 +16,23 @@ from heartbeat_tray.posthog.deadline import DeadlineTransport
 from heartbeat_tray.posthog.responses import describe_network_error
 
 USER_AGENT = f"heartbeat-tray/{__version__}"
+
+
+# The most of an answer (decompressed) each kind of request reads: what it needs, with room.
+CAPTURE_ANSWER_LIMIT = 64 * 1024  # {"status": 1}
+FLAGS_ANSWER_LIMIT = 4 * 1024 * 1024  # a project's feature flags, for one distinct id
+PROJECTS_ANSWER_LIMIT = 4 * 1024 * 1024  # one page of the project list
+QUERY_ANSWER_LIMIT = 32 * 1024 * 1024  # up to 1000 rows of three short columns, and metadata
+WEBHOOK_ANSWER_LIMIT = 64 * 1024  # "ok"
+
+
+class AnswerTooLarge(Exception):
+    """The answer went past its limit (decompressed); it was abandoned unread."""
+
+    def __init__(self, limit: int) -> None:
+        size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+        super().__init__(f"the answer was larger than {size}, far more than it can be")
+        self.limit = limit
 
 
 class DeadlineClient:
@@ -38,6 +56,28 @@ class DeadlineClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def fetch(self, method: str, url: str, *, limit: int, **kwargs: Any) -> httpx.Response:
+        """One request whose answer is read, decompressed, up to ``limit`` bytes; past that the
+        exchange is abandoned (AnswerTooLarge): a 1 MB gzip bomb never becomes 1 GiB here."""
+        with self.http.stream(method, url, **kwargs) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise AnswerTooLarge(limit)
+            plain = [
+                (name, value)
+                for name, value in response.headers.multi_items()
+                if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+            return httpx.Response(
+                response.status_code,
+                headers=plain,
+                content=bytes(body),
+                request=response.request,
+                extensions={k: v for k, v in response.extensions.items() if k == "reason_phrase"},
+            )
 
     @contextlib.contextmanager
     def within(self, seconds: float) -> Iterator[threading.Event]:

@@ -12,7 +12,13 @@ from typing import Any
 
 import httpx
 
-from heartbeat_tray.posthog.http import DeadlineClient, failure_reason
+from heartbeat_tray.posthog.http import (
+    PROJECTS_ANSWER_LIMIT,
+    QUERY_ANSWER_LIMIT,
+    AnswerTooLarge,
+    DeadlineClient,
+    failure_reason,
+)
 from heartbeat_tray.posthog.responses import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -64,13 +70,21 @@ def parse_time(value: Any) -> datetime:
 
 class QueryClient(DeadlineClient):
     def _call(
-        self, method: str, url: str, personal_key: str, timeout: float, json: Any = None
+        self,
+        method: str,
+        url: str,
+        personal_key: str,
+        timeout: float,
+        json: Any = None,
+        *,
+        limit: int = QUERY_ANSWER_LIMIT,
     ) -> httpx.Response | QueryAnswer:
         with self.within(timeout) as expired:
             try:
-                return self.http.request(
+                return self.fetch(
                     method,
                     url,
+                    limit=limit,
                     json=json,
                     headers={"Authorization": f"Bearer {personal_key}"},
                     timeout=timeout,
@@ -80,6 +94,8 @@ class QueryClient(DeadlineClient):
                 return QueryAnswer(
                     QueryVerdict.TRANSIENT, f"PostHog's query API could not be reached ({reason})."
                 )
+            except AnswerTooLarge as exc:
+                return QueryAnswer(QueryVerdict.ERROR, f"PostHog's answer was abandoned: {exc}.")
 
     def _failure(self, response: httpx.Response, what: str) -> QueryAnswer:
         status = response.status_code
@@ -117,7 +133,7 @@ class QueryClient(DeadlineClient):
         for _ in range(MAX_PROJECT_PAGES):
             if url is None:
                 break
-            answer = self._call("GET", url, personal_key, timeout)
+            answer = self._call("GET", url, personal_key, timeout, limit=PROJECTS_ANSWER_LIMIT)
             if isinstance(answer, QueryAnswer):
                 return answer
             if answer.status_code != 200:

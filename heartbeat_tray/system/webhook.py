@@ -9,7 +9,12 @@ from typing import Any
 
 import httpx
 
-from heartbeat_tray.posthog.http import DeadlineClient, failure_reason
+from heartbeat_tray.posthog.http import (
+    WEBHOOK_ANSWER_LIMIT,
+    AnswerTooLarge,
+    DeadlineClient,
+    failure_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +27,27 @@ class WebhookResult(enum.Enum):
 
 class WebhookSender(DeadlineClient):
     def send(self, url: str, body: dict[str, Any], timeout: float = 10.0) -> WebhookResult:
+        """Any failure to send is a failed delivery, never an exception: a URL httpx cannot
+        use, a redirect (never followed: retried like a 5xx), a huge answer."""
         with self.within(timeout) as expired:
             try:
-                response = self.http.post(url, json=body, timeout=timeout)
+                response = self.fetch(
+                    "POST", url, limit=WEBHOOK_ANSWER_LIMIT, json=body, timeout=timeout
+                )
             except httpx.HTTPError as exc:
                 log.warning(
                     "The webhook could not be reached: %s", failure_reason(exc, expired, timeout)
                 )
                 return WebhookResult.RETRY
+            except AnswerTooLarge:
+                return WebhookResult.DELIVERED  # it answered 2xx or not, at length: it arrived
+            except Exception as exc:  # e.g. httpx.InvalidURL: not an HTTPError
+                log.warning("The webhook could not be sent: %s", type(exc).__name__)
+                return WebhookResult.RETRY
         status = response.status_code
         if 200 <= status < 300:
             return WebhookResult.DELIVERED
         log.warning("The webhook answered %s %s", status, response.reason_phrase)
-        if status in (408, 429) or status >= 500:
+        if status in (408, 429) or status >= 500 or 300 <= status < 400:
             return WebhookResult.RETRY
         return WebhookResult.REFUSED
