@@ -213,6 +213,8 @@ class CaptureServer:
             return dict(self._query_cache[key], is_cached=True)  # hours old on a real instance
         now = datetime.now(UTC)
         tz = timezone(timedelta(hours=self.project_tz_hours))
+        paged = "timestamp < toDateTime({before})" in text
+        before = _parse(str(values.get("before"))) if paged else None
         with self._cond:
             rows = [
                 s
@@ -221,6 +223,7 @@ class CaptureServer:
                 and s["event"] == values.get("event")
                 and s["distinct_id"] == values.get("distinct_id")
                 and s["timestamp"] > now - timedelta(seconds=window)
+                and (before is None or s["timestamp"] < before)
             ]
         rows.sort(key=lambda s: s["timestamp"], reverse=True)
         answer = {

@@ -17,7 +17,7 @@ from heartbeat_tray.core.ingestion_store import IngestionStore
 from heartbeat_tray.core.outbox import Outbox
 from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
 from heartbeat_tray.core.settings import IngestionSettings, Settings
-from heartbeat_tray.posthog.query import QueryClient, StoredBeat
+from heartbeat_tray.posthog.query import ROW_LIMIT, QueryClient, StoredBeat, parse_time
 from heartbeat_tray.system.webhook import WebhookSender
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -91,14 +91,24 @@ class FakeAppApi:
         if self.answer is not None:
             headers = {"Retry-After": self.retry_after} if self.retry_after else {}
             return httpx.Response(self.answer, headers=headers, json={"detail": "Nope."})
+        values = body["query"].get("values", {})
+        before = parse_time(values["before"]) if "before" in values else None
+        visible = sorted(
+            (
+                b
+                for b in self.stored.values()
+                if b.created_at <= self.clock.wall() and (before is None or b.timestamp < before)
+            ),
+            key=lambda b: b.timestamp,
+            reverse=True,
+        )
         rows = [
             [
                 b.uuid,
                 b.timestamp.astimezone(timezone_plus_one()).isoformat(),
                 b.created_at.isoformat(),
             ]
-            for b in self.stored.values()
-            if b.created_at <= self.clock.wall()
+            for b in visible[:ROW_LIMIT]  # the query's LIMIT
         ]
         return httpx.Response(200, json={"results": rows})
 

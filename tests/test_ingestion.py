@@ -182,6 +182,7 @@ def test_a_break_downstream_alerts_once_and_recovery_once_also_across_a_restart(
     hook = h.api.webhooks[0]
     assert set(hook) == {
         "status",
+        "incident",
         "text",
         "event",
         "distinct_id",
@@ -198,6 +199,9 @@ def test_a_break_downstream_alerts_once_and_recovery_once_also_across_a_restart(
     h.run(600)  # stored again
     assert h.status.state is IngestionState.OK
     assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]
+    # one id for the incident, in both: a receiver deduplicates a repeated delivery on it
+    assert h.api.webhooks[0]["incident"] == h.api.webhooks[1]["incident"]
+    assert len(h.api.webhooks[0]["incident"]) == 36
     assert [a.title for a in h.alerts] == ["Heartbeat not ingested", "Heartbeat ingested again"]
     assert h.status.lost == 25  # every beat of the incident, counted exactly once
 
@@ -277,4 +281,21 @@ def test_the_poller_alerts_within_one_poll_of_the_newest_stored_beat_plus_the_th
     # the next beat, its 10 s lag, one poll
     assert h.clock.wall() - fixed <= timedelta(seconds=10 + 10 + 15) + step
     h.run_on_grid(0.1)
+    assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]
+
+
+def test_after_hours_off_with_an_incident_open_only_a_newer_stored_beat_resolves_it(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path)
+    h.run(600)
+    h.run(900, lag=None)  # broken: the incident opens
+    assert [w["status"] for w in h.api.webhooks] == ["triggered"]
+    h.clock.advance(3 * 3600)  # the app was off for three hours; the ledger has aged out
+    h.poller = h.make_poller()
+    h.run(300, lag=None)  # still broken at the restart: nothing due yet, nothing stored
+    assert h.status.state is IngestionState.FAILING
+    assert [w["status"] for w in h.api.webhooks] == ["triggered"]  # no false "resolved"
+    h.run(300)  # fixed: a newer beat is stored
+    assert h.status.state is IngestionState.OK
     assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]

@@ -152,7 +152,9 @@ def _ask_until_stored(
     if settings.ingestion.project_id:
         project_id = int(settings.ingestion.project_id)
     else:
-        found = client.find_project(host, personal, project_key, wait.deadline_for(10.0))
+        found = client.find_project(
+            host, personal, project_key, 10.0, deadline=wait.started + wait.timeout
+        )
         if found.verdict is not QueryVerdict.OK or found.project_id is None:
             raise UserError(
                 found.message,

@@ -69,7 +69,10 @@ def judge(
     now: datetime,
     alert_after_seconds: int,
     interval_seconds: float = 60,
+    covered_since: datetime | None = None,
 ) -> Judgement:
+    """``covered_since``: the answer reaches only this far back (its pages ran out); older
+    beats are neither proven stored nor proven missing."""
     window_start = now - timedelta(seconds=query_window(alert_after_seconds))
     alert_after = timedelta(seconds=alert_after_seconds)
     expired = frozenset(b.uuid for b in ledger if b.beat_time <= window_start)
@@ -81,7 +84,11 @@ def judge(
     newest_time = newest.beat_time if newest else None
     if newest_time is None and stored:
         newest_time = max(s.timestamp for s in stored.values())
-    missing = [b for b in beats if b.uuid not in stored]
+    missing = [
+        b
+        for b in beats
+        if b.uuid not in stored and (covered_since is None or b.beat_time >= covered_since)
+    ]
     if newest_time is None:
         unproven = [b for b in missing if b.accepted_at <= now - alert_after]
         stale = bool(unproven)

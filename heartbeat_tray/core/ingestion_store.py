@@ -32,6 +32,10 @@ def _time(value: Any) -> datetime | None:
 class Incident:
     since: datetime
     triggered_sent: bool = False  # the "triggered" alerts went out (exactly once)
+    id: str = ""  # in every webhook body of this incident: receivers deduplicate on it
+
+    def as_json(self) -> dict[str, Any]:
+        return {"since": iso_utc(self.since), "triggered_sent": self.triggered_sent, "id": self.id}
 
 
 @dataclass(frozen=True)
@@ -132,15 +136,12 @@ class IngestionStore:
     def incident(self) -> Incident | None:
         data = self._read("ingestion_incident")
         since = _time(data.get("since")) if isinstance(data, dict) else None
-        return Incident(since, bool(data.get("triggered_sent"))) if since else None
+        if not since or not isinstance(data, dict):
+            return None
+        return Incident(since, bool(data.get("triggered_sent")), str(data.get("id") or ""))
 
     def set_incident(self, incident: Incident | None) -> None:
-        value = (
-            {"since": iso_utc(incident.since), "triggered_sent": incident.triggered_sent}
-            if incident
-            else None
-        )
-        self._write_now("ingestion_incident", value)
+        self._write_now("ingestion_incident", incident.as_json() if incident else None)
 
     def save_status(self, status: IngestionStatus) -> None:
         self._write_now("ingestion_status", status_to_json(status))
@@ -161,12 +162,7 @@ class IngestionStore:
         two can neither lose the alert nor send it twice."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            value = (
-                {"since": iso_utc(incident.since), "triggered_sent": incident.triggered_sent}
-                if incident
-                else None
-            )
-            self._write("ingestion_incident", value)
+            self._write("ingestion_incident", incident.as_json() if incident else None)
             if body is not None:
                 self._db.execute(
                     "INSERT INTO webhooks (body, created_at, next_try) VALUES (?, ?, ?)",

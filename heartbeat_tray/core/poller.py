@@ -10,6 +10,7 @@ import hashlib
 import logging
 import random
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -143,7 +144,19 @@ class IngestionPoller:
                 )
             )
         if now >= self._next_check:
-            self._check(personal, now, wall)
+            try:
+                self._check(personal, now, wall)
+            except Exception as exc:
+                # An answer nobody foresaw must not stop the check or speed it up: an error
+                # shown as such, and the next check a poll later.
+                log.exception("The ingestion check failed")
+                self._failed(
+                    QueryVerdict.ERROR,
+                    f"The ingestion check failed ({type(exc).__name__}); the details are in "
+                    "the log.",
+                    None,
+                    now,
+                )
         wakes = [w for w in (self._next_check, webhook_wake) if w is not None]
         if self._stopped:
             return webhook_wake
@@ -211,9 +224,19 @@ class IngestionPoller:
             now=wall,
             alert_after_seconds=ingestion.alert_after_seconds,
             interval_seconds=settings.interval_seconds,
+            covered_since=answer.covered_since,
         )
         lost = self._store.apply(judgement)
         incident = self._store.incident()
+        if (
+            incident is not None
+            and incident.triggered_sent
+            and judgement.state is not IngestionState.FAILING
+            and (judgement.newest_stored is None or judgement.newest_stored < incident.since)
+        ):
+            # No verdict yet (the app was off for hours, the ledger is new) is not recovery:
+            # it resolves only when a beat newer than the incident's start is seen stored.
+            judgement = replace(judgement, state=IngestionState.FAILING)
         if judgement.state is IngestionState.FAILING:
             since = incident.since if incident else judgement.incident_since or wall
             sentence = failing_sentence(judgement.newest_stored, since, wall)
@@ -316,16 +339,18 @@ class IngestionPoller:
                 f"PostHog at {host} accepts the '{event}' events from {who}, but {what}: "
                 "ingestion may be slow or broken downstream of capture."
             )
-            incident: Incident | None = Incident(since, triggered_sent=True)
+            incident: Incident | None = Incident(since, True, str(uuid.uuid4()))
         else:
             title = "Heartbeat ingested again"
             behind = f", {lag:.0f} s behind" if lag is not None else ""
             text = f"PostHog at {host} stores the '{event}' events from {who} again{behind}."
             incident = None
+        incident_id = incident.id if incident else self._resolving_id()
         body = None
         if settings.ingestion.webhook_url:
             body = {
                 "status": status,
+                "incident": incident_id,
                 "text": text,
                 "event": event,
                 "distinct_id": who,
@@ -339,6 +364,10 @@ class IngestionPoller:
         self._on_alert(Alert(title, text))
         if body is not None:
             self._worker.poke()  # deliver it now, not at the next check
+
+    def _resolving_id(self) -> str:
+        open_one = self._store.incident()
+        return open_one.id if open_one and open_one.id else str(uuid.uuid4())
 
     def _deliver_webhooks(self, now: float, wall: datetime) -> float | None:
         """Send what is due; the monotonic time of the next retry, or None."""

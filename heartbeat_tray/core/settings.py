@@ -165,12 +165,24 @@ def base_url(value: Any, key: str) -> str:
         f"Host {value!r} is not a URL; use https://us.i.posthog.com, "
         "https://eu.i.posthog.com or your instance's https:// address.",
     )
+    hidden = invisible_character(text)
+    if hidden:
+        raise SettingsError(
+            key,
+            f"Host {text!r} contains an invisible or space character ({hidden}); type it again.",
+        )
     try:
         parts = _split_url(text)
     except ValueError:
         raise not_a_url from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise not_a_url
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(
+            key,
+            "Host must not carry a user name or password (user:password@): remove it; PostHog "
+            "takes the API key, and a password there would end up in logs.",
+        )
     if parts.query or parts.fragment:
         raise SettingsError(key, "Host must be a base URL without a query or fragment.")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
@@ -180,6 +192,16 @@ def base_url(value: Any, key: str) -> str:
     except ValueError:
         raise SettingsError(key, f"Host {value!r} has an invalid port number.") from None
     return text
+
+
+def invisible_character(text: str) -> str | None:
+    """The first character of a URL that cannot be seen or is a space, as ``U+200B``."""
+    import unicodedata
+
+    for char in text:
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Co", "Cn", "Zl", "Zp"):
+            return f"U+{ord(char):04X}"
+    return None
 
 
 def _split_url(text: str) -> Any:
@@ -204,10 +226,9 @@ def validate_interval(value: Any) -> int:
     if isinstance(value, bool):
         raise SettingsError("interval_seconds", sentence)
     if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise SettingsError("interval_seconds", sentence) from None
+        if not _plain_number(value.strip(), 6):
+            raise SettingsError("interval_seconds", sentence)
+        value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or not MIN_INTERVAL <= value <= MAX_INTERVAL:
@@ -304,6 +325,12 @@ def validate_webhook_url(value: Any) -> str:
     text = value.strip()
     if not text:
         return ""
+    hidden = invisible_character(text)
+    if hidden:
+        raise SettingsError(
+            "webhook_url",
+            f"The webhook URL contains an invisible or space character ({hidden}); type it again.",
+        )
     try:
         parts = _split_url(text)
         parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -316,6 +343,12 @@ def validate_webhook_url(value: Any) -> str:
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise SettingsError(
             "webhook_url", "The webhook URL must start with https:// (http:// only for localhost)."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(
+            "webhook_url",
+            "The webhook URL must not carry a user name or password (user:password@); use the "
+            "secret path your chat service gives.",
         )
     return text
 
@@ -333,16 +366,21 @@ def validate_project_id(value: Any) -> str:
     text = (
         str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else None
     )
-    if text is None or (text and not text.isdigit()):
+    if text is None or (text and not _plain_number(text, 18)):
         raise SettingsError(
             "project_id", "The project id must be a number (empty: found from the project key)."
         )
     return text
 
 
+def _plain_number(text: str, digits: int) -> bool:
+    """0-9 only, and not absurdly long ("²".isdigit() is true; int() refuses it)."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdecimal()
+
+
 def _validate_range(key: str, low: int, high: int, what: str) -> Any:
     def check(value: Any) -> int:
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and _plain_number(value.strip(), 6):
             value = int(value.strip())
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise SettingsError(
@@ -479,7 +517,13 @@ def load_settings(path: Path) -> LoadedSettings:
         return _broken(Settings(), f"{name} is not UTF-8 text{_fix_hint(name)}.")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        if not isinstance(exc, tomllib.TOMLDecodeError):
+            # A 5000-digit number, an array nested 2000 deep: TOML allows them, Python refuses.
+            return _broken(
+                _readable_values(text),
+                f"{name}: a value is far too long or too deeply nested{_fix_hint(name)}.",
+            )
         message = str(exc)
         match = _TOML_POSITION.match(message)
         line = (match["line"] or len(text.rstrip("\n").splitlines()) or 1) if match else None
@@ -489,7 +533,10 @@ def load_settings(path: Path) -> LoadedSettings:
             what = "a text value has no closing quote"
         what = what[:1].lower() + what[1:]
         return _broken(_readable_values(text), f"{where}: {what}{_fix_hint(name)}.")
-    settings, errors, warnings = settings_from_mapping(data)
+    try:
+        settings, errors, warnings = settings_from_mapping(data)
+    except RecursionError:
+        return _broken(Settings(), f"{name}: a value is nested far too deeply{_fix_hint(name)}.")
     for warning in warnings:
         log.warning("%s: %s", name, warning)
     if errors:
@@ -525,9 +572,12 @@ def _readable_values(text: str) -> Settings:
             break  # tables come after the plain keys; a broken file's tables are not guessed
         try:
             values.update(tomllib.loads(line))
-        except tomllib.TOMLDecodeError:
+        except (ValueError, RecursionError):
             continue
-    settings, _errors, _warnings = settings_from_mapping(values)
+    try:
+        settings, _errors, _warnings = settings_from_mapping(values)
+    except RecursionError:
+        return Settings()
     return settings
 
 

@@ -17,8 +17,8 @@ from heartbeat_tray.core.event import iso_utc
 from heartbeat_tray.posthog.flags import KeyCheck, check_key
 from heartbeat_tray.posthog.http import (
     CAPTURE_ANSWER_LIMIT,
-    AnswerTooLarge,
     DeadlineClient,
+    UnreadableAnswer,
     failure_reason,
 )
 from heartbeat_tray.posthog.responses import (
@@ -56,7 +56,7 @@ class PostHogClient(DeadlineClient):
                 reason = failure_reason(exc, expired, timeout)
                 log.info("Capture request failed: %s", reason)
                 return Delivery(Verdict.TRANSIENT, reason)
-            except AnswerTooLarge as exc:
+            except UnreadableAnswer as exc:
                 log.warning("Capture answer abandoned: %s", exc)
                 return Delivery(Verdict.TRANSIENT, str(exc))
         return classify_status(response, self._wall())

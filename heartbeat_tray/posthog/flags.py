@@ -12,8 +12,8 @@ import httpx
 
 from heartbeat_tray.posthog.http import (
     FLAGS_ANSWER_LIMIT,
-    AnswerTooLarge,
     DeadlineClient,
+    UnreadableAnswer,
     failure_reason,
 )
 
@@ -50,7 +50,7 @@ def check_key(
             json={"api_key": api_key, "distinct_id": distinct_id},
             timeout=timeout,
         )
-    except AnswerTooLarge as exc:
+    except UnreadableAnswer as exc:
         return KeyCheck(
             KeyCheckVerdict.UNEXPECTED, f"{host} answered oddly ({exc}); try again later."
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,13 +27,44 @@ QUERY_ANSWER_LIMIT = 32 * 1024 * 1024  # up to 1000 rows of three short columns,
 WEBHOOK_ANSWER_LIMIT = 64 * 1024  # "ok"
 
 
-class AnswerTooLarge(Exception):
+class UnreadableAnswer(Exception):
+    """An answer abandoned before it was read whole; ``str()`` says why."""
+
+
+class AnswerTooLarge(UnreadableAnswer):
     """The answer went past its limit (decompressed); it was abandoned unread."""
 
     def __init__(self, limit: int) -> None:
         size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
         super().__init__(f"the answer was larger than {size}, far more than it can be")
         self.limit = limit
+
+
+def read_capped(chunks: Iterable[bytes], encoding: str, limit: int) -> bytes:
+    """The raw chunks of an answer, decompressed, never holding more than ``limit`` + 64 KB:
+    zlib inflates each chunk only as far as the room left (a gzip bomb stops at the cap)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        inflate = None
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        inflate = zlib.decompressobj(wbits=47)  # gzip or zlib, by the header it finds
+    else:
+        raise UnreadableAnswer(f"the answer came encoded as {encoding!r}, which was not asked for")
+    body = bytearray()
+    for chunk in chunks:
+        if inflate is None:
+            body += chunk
+        else:
+            pending = chunk
+            while pending and len(body) <= limit:
+                try:
+                    body += inflate.decompress(pending, limit + 1 - len(body))
+                except zlib.error as exc:
+                    raise UnreadableAnswer(f"the answer did not decompress ({exc})") from None
+                pending = inflate.unconsumed_tail
+        if len(body) > limit:
+            raise AnswerTooLarge(limit)
+    return bytes(body)
 
 
 class DeadlineClient:
@@ -49,7 +81,8 @@ class DeadlineClient:
         self._deadline = DeadlineTransport() if transport is None else None
         self.http = httpx.Client(
             transport=transport or self._deadline,
-            headers={"User-Agent": USER_AGENT},
+            # Only what read_capped can inflate a chunk at a time.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
             verify=True,
             follow_redirects=False,
         )
@@ -61,11 +94,13 @@ class DeadlineClient:
         """One request whose answer is read, decompressed, up to ``limit`` bytes; past that the
         exchange is abandoned (AnswerTooLarge): a 1 MB gzip bomb never becomes 1 GiB here."""
         with self.http.stream(method, url, **kwargs) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
+            if response.is_stream_consumed:  # an answer built in memory (a test's transport)
+                body = response.content
                 if len(body) > limit:
                     raise AnswerTooLarge(limit)
+            else:
+                encoding = response.headers.get("Content-Encoding", "")
+                body = read_capped(response.iter_raw(), encoding, limit)
             plain = [
                 (name, value)
                 for name, value in response.headers.multi_items()
@@ -74,7 +109,7 @@ class DeadlineClient:
             return httpx.Response(
                 response.status_code,
                 headers=plain,
-                content=bytes(body),
+                content=body,
                 request=response.request,
                 extensions={k: v for k, v in response.extensions.items() if k == "reason_phrase"},
             )

@@ -6,25 +6,29 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from heartbeat_tray.posthog.http import (
     PROJECTS_ANSWER_LIMIT,
     QUERY_ANSWER_LIMIT,
-    AnswerTooLarge,
     DeadlineClient,
+    UnreadableAnswer,
     failure_reason,
 )
-from heartbeat_tray.posthog.responses import parse_retry_after
+from heartbeat_tray.posthog.responses import parse_retry_after, redact_keys
 
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "heartbeat-tray ingestion check"
 MAX_PROJECT_PAGES = 50
+ROW_LIMIT = 1000  # rows per query answer
+MAX_QUERY_PAGES = 8  # queries per check at most, only while answers come back full
 
 
 class QueryVerdict(enum.Enum):
@@ -50,13 +54,17 @@ class QueryAnswer:
     beats: list[StoredBeat] = field(default_factory=list)
     project_id: int | None = None
     retry_after: float | None = None
+    covered_since: datetime | None = None  # set when the pages ran out before the window did
 
 
-def hogql(window_seconds: int) -> str:
+def hogql(window_seconds: int, *, paged: bool = False) -> str:
+    """The check's query; ``paged``: only beats before ``{before}`` (the next page of a full
+    answer)."""
+    older = " AND timestamp < toDateTime({before})" if paged else ""
     return (
         "SELECT uuid, timestamp, created_at FROM events WHERE event = {event} AND distinct_id = "
         "{distinct_id} AND timestamp > now() - INTERVAL "
-        f"{int(window_seconds)} SECOND ORDER BY timestamp DESC LIMIT 1000"
+        f"{int(window_seconds)} SECOND{older} ORDER BY timestamp DESC LIMIT {ROW_LIMIT}"
     )
 
 
@@ -94,15 +102,19 @@ class QueryClient(DeadlineClient):
                 return QueryAnswer(
                     QueryVerdict.TRANSIENT, f"PostHog's query API could not be reached ({reason})."
                 )
-            except AnswerTooLarge as exc:
-                return QueryAnswer(QueryVerdict.ERROR, f"PostHog's answer was abandoned: {exc}.")
+            except UnreadableAnswer as exc:
+                return QueryAnswer(QueryVerdict.ERROR, f"PostHog's answer was unusable: {exc}.")
 
-    def _failure(self, response: httpx.Response, what: str) -> QueryAnswer:
+    def _failure(self, response: httpx.Response, what: str, personal_key: str) -> QueryAnswer:
         status = response.status_code
         try:
-            detail = str(response.json().get("detail") or "").strip()
-        except ValueError:
+            body = response.json()
+            detail = str(body.get("detail") or "").strip() if isinstance(body, dict) else ""
+        except (ValueError, RecursionError):
             detail = ""
+        # A server's words are shown and stored: never with a key in them (some echo the
+        # Authorization header back).
+        detail = redact_keys(detail[:300], personal_key)
         said = f" ({detail})" if detail else ""
         if status in (401, 403):
             return QueryAnswer(
@@ -126,29 +138,44 @@ class QueryClient(DeadlineClient):
         return QueryAnswer(QueryVerdict.ERROR, f"PostHog answered {status} to the {what}{said}.")
 
     def find_project(
-        self, app_host: str, personal_key: str, project_key: str, timeout: float = 10.0
+        self,
+        app_host: str,
+        personal_key: str,
+        project_key: str,
+        timeout: float = 10.0,
+        deadline: float | None = None,
     ) -> QueryAnswer:
-        """The id of the project whose ``api_token`` is the project key (follows ``next``)."""
-        url: str | None = f"{app_host}/api/projects/"
+        """The id of the project whose ``api_token`` is the project key (follows ``next``).
+
+        ``next`` comes from the server: only its path and query are kept, and the app host is
+        asked (never another scheme, host or port: the personal key goes with every page).
+        ``deadline`` (monotonic) bounds all pages together.
+        """
+        base = urlsplit(app_host)
+        url = f"{app_host}/api/projects/"
         for _ in range(MAX_PROJECT_PAGES):
-            if url is None:
-                break
-            answer = self._call("GET", url, personal_key, timeout, limit=PROJECTS_ANSWER_LIMIT)
+            budget = timeout if deadline is None else min(timeout, deadline - time.monotonic())
+            if budget <= 0:
+                return QueryAnswer(
+                    QueryVerdict.TRANSIENT, "PostHog's project list did not come in time."
+                )
+            answer = self._call("GET", url, personal_key, budget, limit=PROJECTS_ANSWER_LIMIT)
             if isinstance(answer, QueryAnswer):
                 return answer
             if answer.status_code != 200:
-                return self._failure(answer, "project list")
+                return self._failure(answer, "project list", personal_key)
             try:
-                page = answer.json()
-                for project in page.get("results", []):
-                    if project.get("api_token") == project_key:
-                        project_id = int(project["id"])
-                        return QueryAnswer(
-                            QueryVerdict.OK, f"Project {project_id}.", project_id=project_id
-                        )
-                url = page.get("next") or None
-            except (ValueError, KeyError, TypeError, AttributeError):
-                return QueryAnswer(QueryVerdict.ERROR, "PostHog's project list was unreadable.")
+                found, following = _project_page(answer.json(), project_key)
+            except (ValueError, TypeError, RecursionError) as exc:
+                return QueryAnswer(
+                    QueryVerdict.ERROR,
+                    redact_keys(f"PostHog's project list was unusable: {exc}.", personal_key),
+                )
+            if found is not None:
+                return QueryAnswer(QueryVerdict.OK, f"Project {found}.", project_id=found)
+            if following is None:
+                break
+            url = f"{base.scheme}://{base.netloc}{following}"
         return QueryAnswer(
             QueryVerdict.NOT_FOUND,
             "The personal API key cannot see the project of this project API key; use a "
@@ -165,28 +192,89 @@ class QueryClient(DeadlineClient):
         distinct_id: str,
         window_seconds: int,
         timeout: float = 15.0,
+        max_pages: int = MAX_QUERY_PAGES,
     ) -> QueryAnswer:
-        """The beats PostHog has stored in the window, newest first (one HogQL query)."""
-        body = {
-            "query": {
-                "kind": "HogQLQuery",
-                "query": hogql(window_seconds),
-                "values": {"event": event, "distinct_id": distinct_id},
-            },
-            # Without it PostHog answers a repeated query from a cache hours old.
-            "refresh": "force_blocking",
-            "name": QUERY_NAME,
-        }
+        """The beats PostHog has stored in the window, newest first.
+
+        One HogQL query, and more only while an answer is full (a backlog of thousands): each
+        asks for the beats before the oldest one so far. ``covered_since`` says how far back
+        the answer reaches when the pages ran out (older beats are not judged)."""
         url = f"{app_host}/api/projects/{project_id}/query/"
-        answer = self._call("POST", url, personal_key, timeout, json=body)
-        if isinstance(answer, QueryAnswer):
-            return answer
-        if answer.status_code != 200:
-            return self._failure(answer, f"project {project_id}")
-        try:
-            rows = answer.json()["results"]
-            beats = [StoredBeat(str(u), parse_time(ts), parse_time(c)) for u, ts, c in rows]
-        except (ValueError, KeyError, TypeError):
-            log.warning("Unreadable query answer: %.300s", answer.text)
-            return QueryAnswer(QueryVerdict.ERROR, "PostHog's query answer was unreadable.")
-        return QueryAnswer(QueryVerdict.OK, f"{len(beats)} beats found.", beats, project_id)
+        beats: dict[str, StoredBeat] = {}
+        before: datetime | None = None
+        for _ in range(max_pages):
+            values: dict[str, str] = {"event": event, "distinct_id": distinct_id}
+            if before is not None:
+                values["before"] = before.isoformat()
+            body = {
+                "query": {
+                    "kind": "HogQLQuery",
+                    "query": hogql(window_seconds, paged=before is not None),
+                    "values": values,
+                },
+                # Without it PostHog answers a repeated query from a cache hours old.
+                "refresh": "force_blocking",
+                "name": QUERY_NAME,
+            }
+            answer = self._call("POST", url, personal_key, timeout, json=body)
+            if isinstance(answer, QueryAnswer):
+                return answer
+            if answer.status_code != 200:
+                return self._failure(answer, f"project {project_id}", personal_key)
+            try:
+                rows = _stored_rows(answer.json())
+            except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+                log.warning("Unusable query answer: %.300s", redact_keys(answer.text, personal_key))
+                return QueryAnswer(
+                    QueryVerdict.ERROR,
+                    redact_keys(f"PostHog's query answer was unusable: {exc}.", personal_key),
+                )
+            beats.update((row.uuid, row) for row in rows)
+            if len(rows) < ROW_LIMIT:
+                found = sorted(beats.values(), key=lambda b: b.timestamp, reverse=True)
+                return QueryAnswer(QueryVerdict.OK, f"{len(found)} beats found.", found, project_id)
+            before = min(row.timestamp for row in rows)
+        found = sorted(beats.values(), key=lambda b: b.timestamp, reverse=True)
+        return QueryAnswer(
+            QueryVerdict.OK, f"{len(found)} beats found.", found, project_id, covered_since=before
+        )
+
+
+def _project_page(page: Any, project_key: str) -> tuple[int | None, str | None]:
+    """(the project id if this page has it, the path and query of the next page or None)."""
+    if not isinstance(page, dict):
+        raise TypeError("not an object")
+    results = page.get("results", [])
+    if not isinstance(results, list):
+        raise TypeError("'results' is not a list")
+    for project in results:
+        if isinstance(project, dict) and project.get("api_token") == project_key:
+            project_id = project.get("id")
+            if isinstance(project_id, bool) or not isinstance(project_id, int):
+                raise TypeError("the project's id is not a whole number")
+            if not 0 < project_id < 2**53:
+                raise ValueError("the project's id is out of range")
+            return project_id, None
+    following = page.get("next")
+    if following is None or following == "":
+        return None, None
+    if not isinstance(following, str):
+        raise TypeError("'next' is not a link")
+    parts = urlsplit(following)
+    if parts.scheme not in ("", "http", "https") or not parts.path.startswith("/"):
+        raise ValueError("'next' is not a link to a page of the list")
+    return None, parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _stored_rows(answer: Any) -> list[StoredBeat]:
+    if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+        raise TypeError("no list of results")
+    rows = []
+    for row in answer["results"]:
+        if not isinstance(row, list) or len(row) != 3:
+            raise TypeError("a row is not [uuid, timestamp, created_at]")
+        uid, stamp, created = row
+        if not all(isinstance(v, str) for v in row):
+            raise TypeError("a row holds something other than text")
+        rows.append(StoredBeat(uid, parse_time(stamp), parse_time(created)))
+    return rows

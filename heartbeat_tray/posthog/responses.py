@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,3 +96,16 @@ def describe_network_error(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectError):
         return f"could not connect ({text})"
     return text
+
+
+# Anything shaped like a PostHog key (project, personal, secret): cut to the prefix `status`
+# shows anyway.
+_KEY_SHAPE = re.compile(r"\b(ph[cxs]_[A-Za-z0-9]{4})[A-Za-z0-9]+")
+
+
+def redact_keys(text: str, *secrets: str) -> str:
+    """``text`` from a server, with the given secrets and anything key-shaped masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, f"{secret[:8]}…")
+    return _KEY_SHAPE.sub(r"\1…", text)

@@ -11,8 +11,8 @@ import httpx
 
 from heartbeat_tray.posthog.http import (
     WEBHOOK_ANSWER_LIMIT,
-    AnswerTooLarge,
     DeadlineClient,
+    UnreadableAnswer,
     failure_reason,
 )
 
@@ -39,8 +39,8 @@ class WebhookSender(DeadlineClient):
                     "The webhook could not be reached: %s", failure_reason(exc, expired, timeout)
                 )
                 return WebhookResult.RETRY
-            except AnswerTooLarge:
-                return WebhookResult.DELIVERED  # it answered 2xx or not, at length: it arrived
+            except UnreadableAnswer:
+                return WebhookResult.DELIVERED  # it answered, at length: the alert arrived
             except Exception as exc:  # e.g. httpx.InvalidURL: not an HTTPError
                 log.warning("The webhook could not be sent: %s", type(exc).__name__)
                 return WebhookResult.RETRY
