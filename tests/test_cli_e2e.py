@@ -437,3 +437,26 @@ def test_status_says_when_there_is_no_settings_file_yet(app: App) -> None:
     text = app.run("status").stdout
     assert f"settings file:   {app.config_file}\n" in text
     assert app.status()["settings_file_exists"] is True
+
+
+def test_status_never_shows_an_old_check_as_current(app: App) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus
+    from heartbeat_tray.core.ingestion_store import IngestionStore
+
+    app.write_config("[ingestion]\npoll_seconds = 60\n")
+    app.state_dir.mkdir(parents=True)
+    store = IngestionStore(app.state_dir / "outbox.sqlite3")
+    checked = datetime.now(UTC) - timedelta(minutes=30)
+    store.save_status(
+        IngestionStatus(IngestionState.OK, "Ingested 12 s behind", 12.0, last_check=checked)
+    )
+    store.close()
+    env = {"POSTHOG_PERSONAL_API_KEY": "phx_" + "s" * 40}
+    data = json.loads(app.run("status", "--json", env=env).stdout)["ingestion"]
+    assert data["stale"] is True, data
+    assert 1790 <= data["last_check_age_seconds"] <= 1900
+    assert data["sentence"] == "Ingested 12 s behind (as of 30 min ago: no check since)"
+    text = app.run("status", env=env).stdout
+    assert "ingestion:       Ingested 12 s behind (as of 30 min ago: no check since)" in text

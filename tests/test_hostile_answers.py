@@ -262,3 +262,40 @@ def test_no_error_text_is_longer_than_a_sentence() -> None:
     )
     assert answer.verdict is QueryVerdict.ERROR and len(answer.message) < 500
     assert json.dumps(answer.message)
+
+
+# --- a disk that cannot be written ---
+
+
+def test_a_check_that_could_not_open_its_file_at_start_goes_back_to_it(tmp_path: Path) -> None:
+    from heartbeat_tray.core.ingestion_store import IngestionStore
+    from heartbeat_tray.core.outbox import Outbox
+
+    path = tmp_path / "not-yet" / "outbox.sqlite3"
+    store = IngestionStore(path)  # the folder is missing (or the file locked) at start
+    assert store.degraded is not None and store.ledger() == []
+    outbox = Outbox(path)  # the ticker writes the ledger into the file meanwhile
+    outbox.settle([], {}, [("u1", 1.0, 1.1, True)])
+    assert store.reopen() and store.degraded is None
+    assert [b.uuid for b in store.ledger()] == ["u1"]  # no longer blind
+    outbox.close()
+    store.close()
+
+
+def test_a_full_disk_still_alerts_once_and_says_the_check_keeps_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    h = Harness(tmp_path, poll=60)
+    h.run(600)
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    h.store.apply = full  # type: ignore[method-assign]
+    h.store.record_alert = full  # type: ignore[method-assign]
+    h.store.save_status = full  # type: ignore[method-assign]
+    h.run(900, lag=None)  # ingestion breaks while the disk is full
+    assert h.status.state is IngestionState.FAILING
+    assert "not kept on disk: the state file cannot be written" in h.status.sentence
+    assert [a.title for a in h.alerts] == ["Heartbeat not ingested"]  # once, not per poll
+    assert [w["status"] for w in h.api.webhooks] == ["triggered"]  # sent though not kept

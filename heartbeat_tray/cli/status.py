@@ -85,7 +85,7 @@ def build_report(ctx: Context) -> dict[str, Any]:
         "settings_warnings": list(ctx.loaded.warnings),
         "api_key": key_info,
         "personal_api_key": personal_info,
-        "ingestion": status_to_json(ingestion),
+        "ingestion": _ingestion_json(ingestion, settings, datetime.now(UTC)),
         "launch_at_login": state_text(for_this_os()),
         "running": pid,
         "running_front_end": running.get("front_end") if running else None,
@@ -97,6 +97,29 @@ def build_report(ctx: Context) -> dict[str, Any]:
         "rate_limited_until": iso_utc(hold) if hold else None,
         "log_file": str(ctx.paths.log_file),
     }
+
+
+def _ingestion_json(
+    status: IngestionStatus, settings: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The check as last saved; a check older than two polls is said to be old, never shown
+    as if it were current (the process may be gone, or its checks failing to run)."""
+    data = status_to_json(status)
+    poll = (settings.get("ingestion") or {}).get("poll_seconds") or 120
+    age = (now - status.last_check).total_seconds() if status.last_check else None
+    data["last_check_age_seconds"] = None if age is None else round(age, 1)
+    data["stale"] = bool(age is not None and age > 2 * float(poll))
+    if data["stale"] and age is not None:
+        data["sentence"] = f"{status.sentence} (as of {_ago(age)} ago: no check since)"
+    return data
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
 
 
 def cmd_status(ctx: Context) -> int:

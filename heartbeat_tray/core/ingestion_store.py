@@ -85,13 +85,31 @@ def status_from_json(data: Any) -> IngestionStatus | None:
 
 class IngestionStore:
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self.degraded: str | None = None  # why the file cannot be used; None when it can
         try:
             self._db: sqlite3.Connection = Outbox.open_connection(path)
         except sqlite3.Error as exc:
-            # A full or read-only disk: the check still runs, it just forgets on a restart.
-            log.warning("The ingestion check keeps nothing on disk (%s)", exc)
+            # Locked, full or read-only at start: the check runs on memory meanwhile (it sees
+            # no ledger there) and reopen() goes back to the file as soon as it can.
+            log.warning("The ingestion check keeps nothing on disk for now (%s)", exc)
+            self.degraded = f"the state file cannot be opened ({exc})"
             self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             self._db.executescript(SCHEMA)
+
+    def reopen(self) -> bool:
+        """Back to the state file after a failed start; True when on the file now."""
+        if self.degraded is None:
+            return True
+        try:
+            db = Outbox.open_connection(self.path)
+        except sqlite3.Error:
+            return False
+        self._db.close()
+        self._db = db
+        self.degraded = None
+        log.info("The ingestion check keeps its state on disk again")
+        return True
 
     def close(self) -> None:
         self._db.close()

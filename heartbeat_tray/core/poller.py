@@ -6,9 +6,11 @@ runs between checks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -89,6 +91,8 @@ class IngestionPoller:
         self._stopped = False  # 401/403: until the settings change
         self._failures = 0
         self._status = IngestionStatus(lost=store.lost())
+        self._disk_problem: str | None = None  # the last check could not record its verdicts
+        self._unkept_incident: Incident | None = None  # alerted, but not recorded (a full disk)
 
     # --- control ---
 
@@ -145,6 +149,7 @@ class IngestionPoller:
             )
         if now >= self._next_check:
             try:
+                self._store.reopen()
                 self._check(personal, now, wall)
             except Exception as exc:
                 # An answer nobody foresaw must not stop the check or speed it up: an error
@@ -226,8 +231,13 @@ class IngestionPoller:
             interval_seconds=settings.interval_seconds,
             covered_since=answer.covered_since,
         )
-        lost = self._store.apply(judgement)
-        incident = self._store.incident()
+        try:
+            lost = self._store.apply(judgement)
+            self._disk_problem = self._store.degraded
+        except sqlite3.Error as exc:  # a full or locked disk: judge and alert all the same
+            lost = self._status.lost
+            self._disk_problem = f"the state file cannot be written ({exc})"
+        incident = self._store.incident() or self._unkept_incident
         if (
             incident is not None
             and incident.triggered_sent
@@ -360,7 +370,17 @@ class IngestionPoller:
                 "last_ingested": iso_utc(last_ingested) if last_ingested else None,
                 "lag_seconds": None if lag is None else round(lag, 1),
             }
-        self._store.record_alert(incident, body, wall.timestamp())
+        try:
+            self._store.record_alert(incident, body, wall.timestamp())
+        except sqlite3.Error as exc:
+            # Not kept: alert now all the same, the webhook once without its retries.
+            log.warning("Could not keep the alert (%s); sending it without keeping it", exc)
+            self._unkept_incident = incident
+            self._on_alert(Alert(title, text))
+            if body is not None and settings.ingestion.webhook_url:
+                self._send_webhook(settings.ingestion.webhook_url, body)
+            return
+        self._unkept_incident = None
         self._on_alert(Alert(title, text))
         if body is not None:
             self._worker.poke()  # deliver it now, not at the next check
@@ -399,6 +419,10 @@ class IngestionPoller:
         return wake
 
     def _publish(self, status: IngestionStatus) -> None:
+        problem = self._disk_problem or self._store.degraded
+        if problem and status.state is not IngestionState.OFF:
+            status = replace(status, sentence=f"{status.sentence} — not kept on disk: {problem}")
         self._status = status
-        self._store.save_status(status)
+        with contextlib.suppress(sqlite3.Error):  # said in the sentence; shown from memory
+            self._store.save_status(status)
         self._state.update(ingestion=status)
