@@ -13,6 +13,7 @@ import httpx
 
 from heartbeat_tray.core.alert_rules import Alert
 from heartbeat_tray.core.app_state import AppState
+from heartbeat_tray.core.clock import RUN_ID
 from heartbeat_tray.core.ingestion_store import IngestionStore
 from heartbeat_tray.core.outbox import Outbox
 from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
@@ -25,9 +26,12 @@ PERSONAL = "phx_" + "p" * 40
 PROJECT_KEY = "phc_" + "k" * 43
 
 
+START_MONO = 1000.0
+
+
 class FakeClock:
     def __init__(self, start_wall: datetime | None = None) -> None:
-        self.mono = 1000.0
+        self.mono = START_MONO
         self._wall = start_wall or datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
     def monotonic(self) -> float:
@@ -41,8 +45,13 @@ class FakeClock:
         self._wall += timedelta(seconds=seconds)
 
     def suspend(self, seconds: float) -> None:
-        """The machine sleeps: wall time passes, the monotonic clock stands still."""
+        """The machine sleeps: wall time passes, the monotonic clock stands still (also a
+        wall-clock step forward)."""
         self._wall += timedelta(seconds=seconds)
+
+    def step_back(self, seconds: float) -> None:
+        """The wall clock is set back (NTP, a user); the monotonic clock goes on."""
+        self._wall -= timedelta(seconds=seconds)
 
 
 class FakeAppApi:
@@ -61,6 +70,10 @@ class FakeAppApi:
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
+
+    def server_now(self) -> datetime:
+        """PostHog's own clock: it runs on when ours is stepped (it starts at T0 with ours)."""
+        return T0 + timedelta(seconds=self.clock.monotonic() - START_MONO)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -97,7 +110,7 @@ class FakeAppApi:
             (
                 b
                 for b in self.stored.values()
-                if b.created_at <= self.clock.wall() and (before is None or b.timestamp < before)
+                if b.created_at <= self.server_now() and (before is None or b.timestamp < before)
             ),
             key=lambda b: b.timestamp,
             reverse=True,
@@ -162,9 +175,12 @@ class Harness:
         wall = self.clock.wall()
         uid = f"b{self.n}"
         self.n += 1
-        self.outbox.settle([], {}, [(uid, wall.timestamp(), wall.timestamp() + 0.1, True)])
-        if stored_with_lag is not None:
-            self.api.stored[uid] = StoredBeat(uid, wall, wall + timedelta(seconds=stored_with_lag))
+        stamp = wall.timestamp()
+        accepted = (uid, stamp, stamp + 0.1, True, self.clock.monotonic() + 0.1, RUN_ID)
+        self.outbox.settle([], {}, [accepted])
+        if stored_with_lag is not None:  # PostHog's own times: sent_at corrects our skew
+            at = self.api.server_now()
+            self.api.stored[uid] = StoredBeat(uid, at, at + timedelta(seconds=stored_with_lag))
 
     def run(self, seconds: float, beat_every: float | None = 60, lag: float | None = 10.0) -> None:
         """Beats every minute and the poller as its thread would, for ``seconds``."""

@@ -94,7 +94,7 @@ def test_an_incident_opens_once_the_newest_stored_beat_is_older_than_the_thresho
     assert failing.state is IngestionState.FAILING
     assert failing.incident_since == at(newest + 10.1)  # the first beat not proven stored
     assert failing.newest_stored == at(newest)
-    assert failing_sentence(failing.newest_stored, at(0), at(newest + 60.1)).startswith(
+    assert failing_sentence(failing.newest_stored, failing.behind_seconds, at(0)).startswith(
         "Ingestion is 60 s behind; newest stored beat "
     )
 
@@ -297,5 +297,29 @@ def test_after_hours_off_with_an_incident_open_only_a_newer_stored_beat_resolves
     assert h.status.state is IngestionState.FAILING
     assert [w["status"] for w in h.api.webhooks] == ["triggered"]  # no false "resolved"
     h.run(300)  # fixed: a newer beat is stored
+    assert h.status.state is IngestionState.OK
+    assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]
+
+
+@pytest.mark.parametrize("step", [120.0, -120.0, 3600.0, -3600.0])
+def test_a_wall_clock_step_neither_opens_nor_delays_an_incident(
+    tmp_path: Path, step: float
+) -> None:
+    # beats every 10 s, a check every 15 s, alert after 60 s; the wall clock jumps mid-run
+    h = Harness(tmp_path, poll=15, alert_after=60, interval=10)
+    h.run_on_grid(300)
+    h.clock.suspend(step) if step > 0 else h.clock.step_back(-step)  # the wall clock only
+    h.run_on_grid(300)
+    assert h.status.state is IngestionState.OK  # a step while healthy: no incident
+    assert h.alerts == [] and h.api.webhooks == [] and h.status.lost == 0
+    h.clock.suspend(step) if step > 0 else h.clock.step_back(-step)  # and again: then a break
+    h.run_on_grid(0.0, lag=None)
+    broke = h.clock.monotonic()
+    while not h.alerts:
+        h.run_on_grid(0.5, lag=None)
+    assert h.clock.monotonic() - broke <= 60 + 15 + 0.5  # on time, whatever the step
+    assert "Ingestion is 6" in h.status.sentence or "Ingestion is 7" in h.status.sentence
+    h.run_on_grid(0.1, lag=None)
+    h.run_on_grid(60)  # fixed
     assert h.status.state is IngestionState.OK
     assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Protocol
+
+# This process's run: monotonic readings recorded under it are comparable with each other (and
+# with the clock now), never with another run's.
+RUN_ID = str(uuid.uuid4())
 
 
 class Clock(Protocol):

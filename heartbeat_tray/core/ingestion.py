@@ -47,6 +47,20 @@ class LedgerBeat:
     beat_time: datetime  # the beat's own time
     accepted_at: datetime  # when capture answered 2xx
     live: bool  # accepted within one interval of its own time: its lag counts
+    mono: float | None = None  # acceptance on this run's monotonic clock (None: another run)
+
+
+def _order(beat: LedgerBeat) -> tuple[int, float]:
+    """Newer sorts later: this run's beats by their monotonic acceptance (a wall-clock step
+    cannot reorder them), after every beat of an earlier run, which go by their own time."""
+    return (1, beat.mono) if beat.mono is not None else (0, beat.beat_time.timestamp())
+
+
+def _age(beat: LedgerBeat, now: datetime, now_mono: float | None) -> float:
+    """Seconds since the beat's own time, on the monotonic clock where the beat was ours."""
+    if beat.mono is not None and now_mono is not None:
+        return now_mono - beat.mono + (beat.accepted_at - beat.beat_time).total_seconds()
+    return (now - beat.beat_time).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,9 @@ class Judgement:
     lag_median_seconds: float | None
     last_ingested: datetime | None  # PostHog's timestamp of the newest ingested beat
     newest_stored: datetime | None = None  # the newest stored beat's own time
+    behind_seconds: float | None = None  # how old that beat is (monotonic, where it can be)
+    newest_stored_mono: float | None = None  # its acceptance on this run's monotonic clock
+    incident_since_mono: float | None = None  # the first unproven beat's, likewise
 
 
 def judge(
@@ -70,48 +87,55 @@ def judge(
     alert_after_seconds: int,
     interval_seconds: float = 60,
     covered_since: datetime | None = None,
+    now_mono: float | None = None,
 ) -> Judgement:
     """``covered_since``: the answer reaches only this far back (its pages ran out); older
-    beats are neither proven stored nor proven missing."""
+    beats are neither proven stored nor proven missing. ``now_mono``: this run's monotonic
+    clock, against which its own beats are ordered and aged (a wall-clock step never opens
+    or resolves an incident)."""
     window_start = now - timedelta(seconds=query_window(alert_after_seconds))
-    alert_after = timedelta(seconds=alert_after_seconds)
     expired = frozenset(b.uuid for b in ledger if b.beat_time <= window_start)
     beats = [b for b in ledger if b.uuid not in expired]
     ingested = [b for b in beats if b.uuid in stored]
-    newest = max(ingested, key=lambda b: b.beat_time, default=None)
-    # The newest beat seen stored, by its own time: a ledger beat's, else (beats of this
-    # stream from before a restart) PostHog's timestamp of it.
-    newest_time = newest.beat_time if newest else None
-    if newest_time is None and stored:
-        newest_time = max(s.timestamp for s in stored.values())
+
+    def age(beat: LedgerBeat) -> float:
+        return _age(beat, now, now_mono)
+
+    newest = max(ingested, key=_order, default=None)
     missing = [
         b
         for b in beats
         if b.uuid not in stored and (covered_since is None or b.beat_time >= covered_since)
     ]
-    if newest_time is None:
-        unproven = [b for b in missing if b.accepted_at <= now - alert_after]
+    # The newest beat seen stored: a ledger beat, else (beats of this stream from before a
+    # restart) PostHog's timestamp of it.
+    newest_time = newest.beat_time if newest else None
+    behind: float | None = age(newest) if newest else None
+    if newest is None and stored:
+        newest_time = max(s.timestamp for s in stored.values())
+        behind = (now - newest_time).total_seconds()
+    if newest_time is None or behind is None:
+        unproven = [b for b in missing if age(b) >= alert_after_seconds]
         stale = bool(unproven)
     else:
-        unproven = [b for b in missing if b.beat_time > newest_time]
+        if newest is not None:
+            unproven = [b for b in missing if _order(b) > _order(newest)]
+        else:
+            unproven = [b for b in missing if b.mono is not None or b.beat_time > newest_time]
         # The first unproven beat also had a fair time to be stored: with beats rarer than the
         # threshold (an hourly beat, alert after 10 min) the newest stored one is old by
         # design. With beats every interval < threshold this waits no longer than the rule.
-        grace = timedelta(
-            seconds=alert_after_seconds - min(interval_seconds, alert_after_seconds / 2)
-        )
+        grace = alert_after_seconds - min(interval_seconds, alert_after_seconds / 2)
         stale = (
             bool(unproven)
-            and now - newest_time > alert_after
-            and now - min(b.beat_time for b in unproven) >= grace
+            and behind > alert_after_seconds
+            and max(age(b) for b in unproven) >= grace
         )
     # Lost: older than a stored beat that was itself accepted alert_after ago (grace for late
     # storage: PostHog stores mostly in order, so a beat still missing by then is gone).
-    proven_until = max(
-        (b.beat_time for b in ingested if b.accepted_at <= now - alert_after), default=None
-    )
+    proven_until = max((_order(b) for b in ingested if age(b) >= alert_after_seconds), default=None)
     lost = frozenset(
-        b.uuid for b in missing if proven_until is not None and b.beat_time < proven_until
+        b.uuid for b in missing if proven_until is not None and _order(b) < proven_until
     )
     live = sorted(
         (stored[b.uuid] for b in ingested if b.live), key=lambda s: s.timestamp, reverse=True
@@ -124,16 +148,20 @@ def judge(
     else:
         state = IngestionState.WAITING
     last_ingested = max((stored[b.uuid].timestamp for b in ingested), default=None)
+    first = min(unproven, key=_order) if stale and unproven else None
     return Judgement(
         state=state,
         ingested=frozenset(b.uuid for b in ingested),
         lost=lost,
         expired=expired,
-        incident_since=min((b.accepted_at for b in unproven), default=None) if stale else None,
+        incident_since=first.accepted_at if first else None,
         lag_seconds=lags[0] if lags else None,
         lag_median_seconds=statistics.median(lags) if lags else None,
         last_ingested=last_ingested,
         newest_stored=newest_time,
+        behind_seconds=behind,
+        newest_stored_mono=newest.mono if newest else None,
+        incident_since_mono=first.mono if first else None,
     )
 
 
@@ -158,12 +186,11 @@ def ok_sentence(lag: float | None) -> str:
     return f"Ingested {max(0.0, lag):.0f} s behind"
 
 
-def failing_sentence(newest_stored: datetime | None, since: datetime, now: datetime) -> str:
+def failing_sentence(newest_stored: datetime | None, behind: float | None, since: datetime) -> str:
     """What PostHog did: how far behind its newest stored beat is, or that none is stored."""
-    if newest_stored is None:
+    if newest_stored is None or behind is None:
         return f"Not ingested since {since.astimezone():%H:%M}"
-    behind = max(0.0, (now - newest_stored).total_seconds())
     return (
-        f"Ingestion is {behind:.0f} s behind; newest stored beat "
+        f"Ingestion is {max(0.0, behind):.0f} s behind; newest stored beat "
         f"{newest_stored.astimezone():%H:%M:%S}"
     )

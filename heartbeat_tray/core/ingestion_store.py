@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from heartbeat_tray.core.clock import RUN_ID
 from heartbeat_tray.core.event import iso_utc
 from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus, Judgement, LedgerBeat
 from heartbeat_tray.core.outbox import SCHEMA, Outbox
@@ -33,9 +34,17 @@ class Incident:
     since: datetime
     triggered_sent: bool = False  # the "triggered" alerts went out (exactly once)
     id: str = ""  # in every webhook body of this incident: receivers deduplicate on it
+    since_mono: float | None = None  # its start on the monotonic clock of run ``run_id``
+    run_id: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {"since": iso_utc(self.since), "triggered_sent": self.triggered_sent, "id": self.id}
+        return {
+            "since": iso_utc(self.since),
+            "triggered_sent": self.triggered_sent,
+            "id": self.id,
+            "since_mono": self.since_mono,
+            "run_id": self.run_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -118,9 +127,13 @@ class IngestionStore:
 
     def ledger(self) -> list[LedgerBeat]:
         rows = self._db.execute(
-            "SELECT uuid, beat_time, accepted_at, live FROM accepted ORDER BY accepted_at"
+            "SELECT uuid, beat_time, accepted_at, live, accepted_mono, run_id FROM accepted "
+            "ORDER BY accepted_at"
         ).fetchall()
-        return [LedgerBeat(u, _utc(b), _utc(a), bool(live)) for u, b, a, live in rows]
+        return [
+            LedgerBeat(u, _utc(b), _utc(a), bool(live), mono if run == RUN_ID else None)
+            for u, b, a, live, mono, run in rows
+        ]
 
     def apply(self, judgement: Judgement) -> int:
         """Record the verdicts; returns the running total of lost beats (a beat counted lost
@@ -156,7 +169,14 @@ class IngestionStore:
         since = _time(data.get("since")) if isinstance(data, dict) else None
         if not since or not isinstance(data, dict):
             return None
-        return Incident(since, bool(data.get("triggered_sent")), str(data.get("id") or ""))
+        mono = data.get("since_mono")
+        return Incident(
+            since,
+            bool(data.get("triggered_sent")),
+            str(data.get("id") or ""),
+            float(mono) if isinstance(mono, int | float) else None,
+            str(data.get("run_id") or ""),
+        )
 
     def set_incident(self, incident: Incident | None) -> None:
         self._write_now("ingestion_incident", incident.as_json() if incident else None)

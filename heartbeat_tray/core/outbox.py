@@ -22,6 +22,10 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # PostHog SDKs stay under 5 MiB per request; 
 BUSY_TIMEOUT = 5.0  # another process holding a write lock for a moment is waited out
 OPEN_ATTEMPTS = 6  # a lock held longer (a backup tool, an sqlite3 shell) is waited out ~30 s
 
+# A beat PostHog accepted: (uuid, beat time, accepted at, live), and where the process knows
+# them, (…, acceptance on the monotonic clock, the run that clock belongs to).
+Accepted = tuple[str, float, float, bool] | tuple[str, float, float, bool, float, str]
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS beats (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,7 +42,9 @@ CREATE TABLE IF NOT EXISTS accepted (
     beat_time REAL NOT NULL,
     accepted_at REAL NOT NULL,
     live INTEGER NOT NULL,
-    verdict TEXT
+    verdict TEXT,
+    accepted_mono REAL,
+    run_id TEXT
 );
 CREATE TABLE IF NOT EXISTS webhooks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,6 +58,25 @@ CREATE TABLE IF NOT EXISTS webhooks (
 # Only these mean the file itself is damaged; "locked", "unable to open", "disk I/O error" or
 # "readonly" are about this moment or this machine, and a healthy file must never be set aside.
 _CORRUPT = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
+
+
+SCHEMA_VERSION = 1  # PRAGMA user_version of a file this code has brought up to date
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file an earlier release wrote up to this schema, keeping every row."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version >= SCHEMA_VERSION:
+        return
+    columns = {row[1] for row in db.execute("PRAGMA table_info(accepted)")}
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        # 1: the ingestion ledger orders and ages beats on the monotonic clock of their run.
+        if "accepted_mono" not in columns:
+            db.execute("ALTER TABLE accepted ADD COLUMN accepted_mono REAL")
+        if "run_id" not in columns:
+            db.execute("ALTER TABLE accepted ADD COLUMN run_id TEXT")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def is_corrupt(exc: sqlite3.Error) -> bool:
@@ -168,6 +193,7 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            _migrate(db)
             db.execute("SELECT count(*) FROM beats").fetchone()
         except sqlite3.Error:
             db.close()
@@ -234,20 +260,22 @@ class Outbox:
         self,
         uuids: Iterable[str],
         facts: Mapping[str, Any],
-        accepted: Iterable[tuple[str, float, float, bool]] = (),
+        accepted: Iterable[Accepted] = (),
     ) -> None:
         """Remove delivered (or refused) beats and record facts, in one transaction.
 
-        ``accepted``: (uuid, beat time, accepted at, live) of beats PostHog accepted, kept for
-        the ingestion check to look for.
+        ``accepted``: (uuid, beat time, accepted at, live[, monotonic acceptance, run id]) of
+        beats PostHog accepted, kept for the ingestion check to look for.
         """
+        rows = [(*row, None, None)[:6] for row in accepted]
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM beats WHERE uuid = ?", [(u,) for u in uuids])
             self._db.executemany(
-                "INSERT OR IGNORE INTO accepted (uuid, beat_time, accepted_at, live) "
-                "VALUES (?, ?, ?, ?)",
-                [(u, b, a, int(live)) for u, b, a, live in accepted],
+                "INSERT OR IGNORE INTO accepted "
+                "(uuid, beat_time, accepted_at, live, accepted_mono, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(u, b, a, int(live), mono, run) for u, b, a, live, mono, run in rows],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",

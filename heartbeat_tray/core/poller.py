@@ -22,11 +22,12 @@ from heartbeat_tray.core.alert_rules import Alert
 from heartbeat_tray.core.api_key import KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.backoff import retry_delay
-from heartbeat_tray.core.clock import Clock, SystemClock
+from heartbeat_tray.core.clock import RUN_ID, Clock, SystemClock
 from heartbeat_tray.core.event import iso_utc
 from heartbeat_tray.core.ingestion import (
     IngestionState,
     IngestionStatus,
+    Judgement,
     failing_sentence,
     judge,
     ok_sentence,
@@ -230,6 +231,7 @@ class IngestionPoller:
             alert_after_seconds=ingestion.alert_after_seconds,
             interval_seconds=settings.interval_seconds,
             covered_since=answer.covered_since,
+            now_mono=now,
         )
         try:
             lost = self._store.apply(judgement)
@@ -242,21 +244,21 @@ class IngestionPoller:
             incident is not None
             and incident.triggered_sent
             and judgement.state is not IngestionState.FAILING
-            and (judgement.newest_stored is None or judgement.newest_stored < incident.since)
+            and not _newer_than(judgement, incident)
         ):
             # No verdict yet (the app was off for hours, the ledger is new) is not recovery:
             # it resolves only when a beat newer than the incident's start is seen stored.
             judgement = replace(judgement, state=IngestionState.FAILING)
         if judgement.state is IngestionState.FAILING:
             since = incident.since if incident else judgement.incident_since or wall
-            sentence = failing_sentence(judgement.newest_stored, since, wall)
+            sentence = failing_sentence(judgement.newest_stored, judgement.behind_seconds, since)
             if incident is None or not incident.triggered_sent:
                 self._alert(
                     "triggered",
                     since,
                     judgement.last_ingested,
                     judgement.lag_seconds,
-                    judgement.newest_stored,
+                    judgement,
                 )
         else:
             since = None
@@ -331,29 +333,34 @@ class IngestionPoller:
         since: datetime,
         last_ingested: datetime | None,
         lag: float | None,
-        newest_stored: datetime | None = None,
+        judgement: Judgement | None = None,
     ) -> None:
         settings = self._config.settings
         wall = self._clock.wall()
         event, who, host = settings.event, self._config.distinct_id, settings.host
         if status == "triggered":
             title = "Heartbeat not ingested"
-            if newest_stored is None:
+            newest = judgement.newest_stored if judgement else None
+            behind = judgement.behind_seconds if judgement else None
+            if newest is None or behind is None:
                 what = f"has stored none of them since {iso_utc(since)}"
             else:
-                late = max(0.0, (wall - newest_stored).total_seconds())
                 what = (
-                    f"ingestion is {late:.0f} s behind; newest stored beat {iso_utc(newest_stored)}"
+                    f"ingestion is {max(0.0, behind):.0f} s behind; newest stored beat "
+                    f"{iso_utc(newest)}"
                 )
             text = (
                 f"PostHog at {host} accepts the '{event}' events from {who}, but {what}: "
                 "ingestion may be slow or broken downstream of capture."
             )
-            incident: Incident | None = Incident(since, True, str(uuid.uuid4()))
+            since_mono = judgement.incident_since_mono if judgement else None
+            incident: Incident | None = Incident(
+                since, True, str(uuid.uuid4()), since_mono, RUN_ID if since_mono else ""
+            )
         else:
             title = "Heartbeat ingested again"
-            behind = f", {lag:.0f} s behind" if lag is not None else ""
-            text = f"PostHog at {host} stores the '{event}' events from {who} again{behind}."
+            lagging = f", {lag:.0f} s behind" if lag is not None else ""
+            text = f"PostHog at {host} stores the '{event}' events from {who} again{lagging}."
             incident = None
         incident_id = incident.id if incident else self._resolving_id()
         body = None
@@ -426,3 +433,12 @@ class IngestionPoller:
         with contextlib.suppress(sqlite3.Error):  # said in the sentence; shown from memory
             self._store.save_status(status)
         self._state.update(ingestion=status)
+
+
+def _newer_than(judgement: Judgement, incident: Incident) -> bool:
+    """A beat newer than the incident's start is seen stored: only that resolves it."""
+    if incident.run_id == RUN_ID and incident.since_mono is not None:
+        mono = judgement.newest_stored_mono
+        return mono is not None and mono > incident.since_mono
+    newest = judgement.newest_stored
+    return newest is not None and newest >= incident.since

@@ -19,11 +19,11 @@ from datetime import datetime
 
 from heartbeat_tray.core.api_key import KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.app_state import AppState, Health
-from heartbeat_tray.core.clock import Clock, SystemClock
+from heartbeat_tray.core.clock import RUN_ID, Clock, SystemClock
 from heartbeat_tray.core.delivery import MAX_BATCH, DeliveryPolicy
 from heartbeat_tray.core.event import BeatTemplate
 from heartbeat_tray.core.ingestion import query_window
-from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Outbox, QueuedBeat
+from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Accepted, Outbox, QueuedBeat
 from heartbeat_tray.core.schedule import Schedule
 from heartbeat_tray.core.settings import Settings
 from heartbeat_tray.core.stats import Outcome, StatsStore
@@ -117,7 +117,7 @@ class Ticker:
         # Beats PostHog accepted (or refused for good) that the outbox could not remove (a full
         # disk): never sent again by this process, and removed once the disk takes writes.
         self._unrecorded: set[str] = set()
-        self._unrecorded_accepted: list[tuple[str, float, float, bool]] = []
+        self._unrecorded_accepted: list[Accepted] = []
 
     # --- control, from any thread ---
 
@@ -333,12 +333,13 @@ class Ticker:
             self._stats, last_outcome=outcome, hold_until=self._policy.hold_until_wall
         )
         done = [beat.uuid for beat in beats] if settlement.remove else []
-        accepted = []
+        accepted: list[Accepted] = []
         if verdict is Verdict.ACCEPTED:
             stamp = wall.timestamp()
             interval = settings.interval_seconds
             accepted = [
-                (b.uuid, b.created_at, stamp, stamp - b.created_at <= interval) for b in beats
+                (b.uuid, b.created_at, stamp, stamp - b.created_at <= interval, now, RUN_ID)
+                for b in beats
             ]
         try:
             # One transaction, one fsync, per answer: the beats and the counters together.
