@@ -48,8 +48,12 @@ class Request:
 
 class CaptureServer:
     def __init__(
-        self, valid_keys: set[str] | None = None, tls: ssl.SSLContext | None = None
+        self,
+        valid_keys: set[str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
+        self.address = address  # another loopback address stands for another host
         self.valid_keys = valid_keys if valid_keys is not None else set()
         self.tls = tls  # serve HTTPS with this context (e.g. a self-signed certificate)
         self.events: list[dict[str, Any]] = []
@@ -67,6 +71,11 @@ class CaptureServer:
         self.project_tz_hours = 1  # the project's time zone: answers carry its offset
         self.query_status: int | None = None  # answer queries with this status
         self.query_retry_after: str | None = None
+        # hostile answers: a project list whose "next" names another base URL, pages that
+        # take this long, a query answered with these raw bytes and headers (a gzip bomb)
+        self.projects_next_base: str | None = None
+        self.projects_delay = 0.0
+        self.query_raw: tuple[bytes, dict[str, str]] | None = None
         self.stored: list[dict[str, Any]] = []  # uuid, event, distinct_id, timestamp, created_at
         self.queries: list[dict[str, Any]] = []
         self._query_cache: dict[str, Any] = {}
@@ -94,14 +103,14 @@ class CaptureServer:
     @property
     def url(self) -> str:
         scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
+        return f"{scheme}://{self.address}:{self.port}"
 
     def _listen(self) -> None:
         server = self
         deadline = time.monotonic() + 10
         while True:
             try:
-                httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(server))
+                httpd = ThreadingHTTPServer((self.address, self.port), _handler_for(server))
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -300,12 +309,14 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
                 ]
                 results = projects[page - 1 : page]  # one a page: the client must follow next
                 more = page < len(projects)
+                time.sleep(server.projects_delay)
+                base = server.projects_next_base or server.url
                 self._answer(
                     request,
                     200,
                     {
                         "count": len(projects),
-                        "next": f"{server.url}/api/projects/?page={page + 1}" if more else None,
+                        "next": f"{base}/api/projects/?page={page + 1}" if more else None,
                         "previous": None,
                         "results": results,
                     },
@@ -327,6 +338,9 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
                     self._answer(
                         request, server.query_status, {"detail": "Request was throttled."}, headers
                     )
+                    return True
+                if server.query_raw is not None:
+                    self._answer_raw(request, 200, *server.query_raw)
                     return True
                 self._answer(request, 200, server.query_answer(body))
                 return True
@@ -451,8 +465,12 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
             payload: dict[str, Any],
             headers: dict[str, str] | None = None,
         ) -> None:
+            self._answer_raw(request, status, json.dumps(payload).encode(), headers or {})
+
+        def _answer_raw(
+            self, request: Request, status: int, data: bytes, headers: dict[str, str]
+        ) -> None:
             request.status = status
-            data = json.dumps(payload).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -23,7 +23,7 @@ USER_AGENT = f"heartbeat-tray/{__version__}"
 CAPTURE_ANSWER_LIMIT = 64 * 1024  # {"status": 1}
 FLAGS_ANSWER_LIMIT = 4 * 1024 * 1024  # a project's feature flags, for one distinct id
 PROJECTS_ANSWER_LIMIT = 4 * 1024 * 1024  # one page of the project list
-QUERY_ANSWER_LIMIT = 32 * 1024 * 1024  # up to 1000 rows of three short columns, and metadata
+QUERY_ANSWER_LIMIT = 8 * 1024 * 1024  # 1000 rows of three short columns take ~150 KB
 WEBHOOK_ANSWER_LIMIT = 64 * 1024  # "ok"
 
 
@@ -127,5 +127,5 @@ class DeadlineClient:
 def failure_reason(exc: httpx.HTTPError, expired: threading.Event, seconds: float) -> str:
     """Why a request failed, in words: the deadline, or what the network said."""
     if expired.is_set():
-        return f"timed out (no complete answer within {seconds:g} s)"
+        return f"timed out (no complete answer within {seconds:.3g} s)"
     return describe_network_error(exc)

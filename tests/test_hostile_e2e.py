@@ -1,0 +1,127 @@
+"""The ingestion check against a hostile loopback PostHog, for real: a project list that
+points elsewhere, a gzip bomb for an answer, a slow project list under `verify --timeout`, and
+kill -9 at random moments around an incident."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testkit.posthog_server import CaptureServer
+from tests.conftest import KEY, App, wait_until
+
+pytestmark = pytest.mark.slow
+
+PERSONAL = "phx_e2eHostileKey0123456789abcdefghijklmnopq"
+ENV = {"POSTHOG_PROJECT_API_KEY": KEY, "POSTHOG_PERSONAL_API_KEY": PERSONAL}
+
+
+@pytest.fixture
+def posthog(server: CaptureServer) -> Iterator[CaptureServer]:
+    server.personal_keys = {PERSONAL}
+    yield server
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[CaptureServer]:
+    """Another host (127.0.0.2): it must never see the personal key, or anything at all."""
+    srv = CaptureServer(address="127.0.0.2").start()
+    yield srv
+    srv.stop()
+
+
+def test_a_project_list_pointing_elsewhere_never_takes_the_key_there(
+    app: App, posthog: CaptureServer, elsewhere: CaptureServer
+) -> None:
+    posthog.projects_next_base = elsewhere.url
+    app.write_config(f'host = "{posthog.url}"\n')
+    result = app.run("verify", "--timeout", "20", env=ENV)
+    assert result.returncode == 0, result.stderr  # its path was asked of the app host
+    assert elsewhere.requests == []  # the foreign host received nothing, no key
+    assert PERSONAL not in result.stdout + result.stderr
+
+
+def test_a_gzip_bomb_for_an_answer_is_an_error_and_costs_no_memory(
+    app: App, posthog: CaptureServer
+) -> None:
+    bomb = gzip.compress(b" " * (512 * 1024 * 1024), compresslevel=9)  # 512 MiB in ~500 KB
+    posthog.query_raw = (bomb, {"Content-Encoding": "gzip"})
+    app.write_config(
+        f'host = "{posthog.url}"\ninterval_seconds = 1\n[ingestion]\npoll_seconds = 1\n'
+    )
+    proc = app.start("run", env=ENV)
+    wait_until(
+        lambda: "larger than 8 MB" in app.status()["ingestion"]["sentence"],
+        timeout=30,
+        what="the bomb refused",
+    )
+    count = len(posthog.queries)
+    posthog.wait_for(lambda: len(posthog.queries) >= count + 2, timeout=30)
+    peak_kib = _peak_rss_kib(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert peak_kib < 96 * 1024, peak_kib  # it was 3.1 GB for a 1 GiB bomb
+    _PEAKS["bomb_peak_rss_mib"] = round(peak_kib / 1024, 1)
+
+
+def test_verify_timeout_bounds_a_slow_project_list(app: App, posthog: CaptureServer) -> None:
+    posthog.projects_delay = 2.0  # each page of the project list takes 2 s
+    app.write_config(f'host = "{posthog.url}"\n')
+    started = time.monotonic()
+    result = app.run("verify", "--timeout", "3", env=ENV)
+    took = time.monotonic() - started
+    assert result.returncode == 1
+    said = result.stderr.strip()
+    assert len(said.splitlines()) == 1 and ("in time" in said or "timed out" in said), said
+    assert took < 3 + 2.5, took  # was 453 s for 50 pages of 9 s
+
+
+def test_kill_9_around_an_incident_repeats_an_alert_only_with_its_incident_id(
+    app: App, posthog: CaptureServer
+) -> None:
+    posthog.drop_downstream = True  # nothing is ever stored: an incident after 2 s
+    app.write_config(
+        f'host = "{posthog.url}"\ninterval_seconds = 1\n[ingestion]\npoll_seconds = 1\n'
+        f'alert_after_seconds = 2\nwebhook_url = "{posthog.url}/webhook"\n'
+    )
+    chance = random.Random(20261130)
+    kills = 0
+    while kills < 12:
+        proc = app.start("run", env=ENV)
+        time.sleep(chance.uniform(0.5, 4.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+        kills += 1
+    proc = app.start("run", env=ENV)
+    posthog.wait_for_webhooks(1, timeout=30)
+    wait_until(lambda: app.status()["ingestion"]["state"] == "failing", timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    triggered = [w for w in posthog.webhooks if w["status"] == "triggered"]
+    ids = {w["incident"] for w in triggered}
+    assert len(ids) == 1, triggered  # a repeat (a kill between POST and record) has its id
+    _PEAKS["kill9_triggered_deliveries"] = len(triggered)
+
+
+_PEAKS: dict[str, float] = {}
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def teardown_module() -> None:
+    if _PEAKS:
+        Path("test-artifacts").mkdir(exist_ok=True)
+        Path("test-artifacts/hostile-e2e.json").write_text(json.dumps(_PEAKS))
