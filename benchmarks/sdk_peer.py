@@ -1,7 +1,7 @@
 """The obvious alternative to Heartbeat Tray: a loop around the official posthog-python SDK.
 
 python benchmarks/sdk_peer.py loop HOST INTERVAL      capture + flush every INTERVAL s
-python benchmarks/sdk_peer.py sleep-loop HOST INTERVAL N   N beats, sleep(INTERVAL) between
+python benchmarks/sdk_peer.py sleep-loop HOST INTERVAL N [no-flush]   N beats, a sleep between
 python benchmarks/sdk_peer.py backlog HOST N           send N events, then exit
 python benchmarks/sdk_peer.py once HOST                one event, then exit
 """
@@ -26,10 +26,14 @@ def main() -> None:
             client.flush()
             time.sleep(interval)
     elif mode == "sleep-loop":
+        # "no-flush": as the SDK's documentation shows it, capture() queues and the SDK's
+        # background thread sends; else each beat is flushed before the sleep.
         interval, beats = float(sys.argv[3]), int(sys.argv[4])
+        flush = sys.argv[5:6] != ["no-flush"]
         for n in range(1, beats + 1):
             client.capture("heartbeat", distinct_id="sdk-peer", properties={"sequence": n})
-            client.flush()
+            if flush:
+                client.flush()
             time.sleep(interval)
     elif mode == "backlog":
         for n in range(1, int(sys.argv[3]) + 1):

@@ -68,6 +68,7 @@ class CaptureServer:
         self.project_id = 4242
         self.ingest_lag = 0.5  # seconds from capture to stored (created_at), queryable after
         self.drop_downstream = False  # capture answers 200 but nothing is stored
+        self.drop_events: set[str] = set()  # these event names are not stored (others are)
         self.project_tz_hours = 1  # the project's time zone: answers carry its offset
         self.query_status: int | None = None  # answer queries with this status
         self.query_retry_after: str | None = None
@@ -188,6 +189,8 @@ class CaptureServer:
     def _store(self, request: Request) -> None:
         """What PostHog's pipeline does after capture: correct the time with sent_at, store."""
         for event in request.events:
+            if event.get("event") in self.drop_events:
+                continue
             try:
                 stamp = _parse(event["timestamp"])
                 sent_at = _parse(event.get("_sent_at") or event["timestamp"])
@@ -321,6 +324,24 @@ def _handler_for(server: CaptureServer) -> type[BaseHTTPRequestHandler]:
                         "results": results,
                     },
                 )
+                return True
+            if method == "GET" and path.rstrip("/") == "/api/event":
+                # what the Ingestion Alert app asked every minute: events after a moment, of
+                # the key owner's current project (any event, stored and queryable by now)
+                query = parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
+                after = _parse(query.get("after", ["1970-01-01T00:00:00+00:00"])[0])
+                now = datetime.now(UTC)
+                with server._cond:
+                    found = [
+                        {
+                            "id": s["uuid"],
+                            "event": s["event"],
+                            "timestamp": s["timestamp"].isoformat(),
+                        }
+                        for s in server.stored
+                        if s["created_at"] <= now and s["timestamp"] > after
+                    ]
+                self._answer(request, 200, {"next": None, "results": found[-100:]})
                 return True
             if method == "GET" and path.rstrip("/") == "/api/users/@me":
                 self._answer(request, 200, {"team": {"id": server.project_id}})

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.bench
 def test_every_scenario_produces_figures_for_ours_and_the_peer(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
     assert bench.main(["--quick", "--out", str(out)]) == 0
-    table = out.read_text()
+    text = out.read_text()
+    assert "commit " in text.splitlines()[2]  # the results say which code they measured
     scenarios = (
         "idle",
         "idle with the ingestion check",
@@ -27,14 +28,17 @@ def test_every_scenario_produces_figures_for_ours_and_the_peer(tmp_path: Path) -
         "accuracy",
         "backlog",
         "one-shot",
-        "break downstream → alert",
+        "nothing stored from a break on",
+        "heartbeats dropped, the project's other events still stored",
+        "every event stored, 9 s late",
+        "break downstream, simulated clock",
     )
     for scenario in scenarios:
-        assert f"| {scenario}" in table
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "scenario" not in line]
-    assert len(rows) == 29  # every figure of every scenario
+        assert f"| {scenario}" in text, scenario
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "scenario" not in line]
+    assert len(rows) == 34  # every figure of every scenario
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2] != "—", row  # every figure of ours was measured
-        if not cells[0].startswith("tray"):  # the SNI tray's peer is the xorg tray
-            assert cells[3] != "—", row  # and the peer's, where there is a peer
+        if cells[3] != "—":  # where a peer is named, its figure is there, and how it was had
+            assert cells[4] != "—" and cells[5], row

@@ -125,3 +125,31 @@ def teardown_module() -> None:
     if _PEAKS:
         Path("test-artifacts").mkdir(exist_ok=True)
         Path("test-artifacts/hostile-e2e.json").write_text(json.dumps(_PEAKS))
+
+
+def test_after_a_long_downtime_no_verdict_is_not_recovery(app: App, posthog: CaptureServer) -> None:
+    import sqlite3
+
+    posthog.drop_downstream = True
+    app.write_config(
+        f'host = "{posthog.url}"\ninterval_seconds = 1\n[ingestion]\npoll_seconds = 1\n'
+        f'alert_after_seconds = 3\nwebhook_url = "{posthog.url}/webhook"\n'
+    )
+    proc = app.start("run", env=ENV)
+    posthog.wait_for_webhooks(1, timeout=30)  # the incident opened
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    # hours off: every beat it had accepted has left the query window (as expiry does)
+    db = sqlite3.connect(app.state_dir / "outbox.sqlite3")
+    db.execute("DELETE FROM accepted")
+    db.commit()
+    db.close()
+    proc = app.start("run", env=ENV)  # still broken at the restart
+    count = len(posthog.queries)
+    posthog.wait_for(lambda: len(posthog.queries) >= count + 5, timeout=30)
+    assert [w["status"] for w in posthog.webhooks] == ["triggered"]  # no false "resolved"
+    posthog.drop_downstream = False  # fixed: a newer beat is stored
+    (_, resolved) = posthog.wait_for_webhooks(2, timeout=30)
+    assert resolved["status"] == "resolved"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
