@@ -10,13 +10,13 @@ Real time is scaled 1:10 so a run takes minutes, not hours: beats every 1 s, bot
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,14 +93,12 @@ class OtherTraffic:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        n = 0
         while not self._stop.is_set():
-            n += 1
             now = datetime.now(UTC).isoformat()
             event = {
                 "event": "$pageview",
                 "distinct_id": "visitor",
-                "uuid": f"pv-{os.getpid()}-{n}",
+                "uuid": str(uuid.uuid4()),
                 "timestamp": now,
                 "properties": {},
             }

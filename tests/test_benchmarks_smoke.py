@@ -15,6 +15,7 @@ import bench  # noqa: E402
 pytestmark = pytest.mark.bench
 
 
+@pytest.mark.timeout(900)  # one short run of each scenario; noticing a break takes minutes
 def test_every_scenario_produces_figures_for_ours_and_the_peer(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
     assert bench.main(["--quick", "--out", str(out)]) == 0
