@@ -355,7 +355,7 @@ class IngestionPoller:
             )
             since_mono = judgement.incident_since_mono if judgement else None
             incident: Incident | None = Incident(
-                since, True, str(uuid.uuid4()), since_mono, RUN_ID if since_mono else ""
+                since, True, str(uuid.uuid4()), since_mono, RUN_ID if since_mono is not None else ""
             )
         else:
             title = "Heartbeat ingested again"
@@ -393,7 +393,7 @@ class IngestionPoller:
             self._worker.poke()  # deliver it now, not at the next check
 
     def _resolving_id(self) -> str:
-        open_one = self._store.incident()
+        open_one = self._store.incident() or self._unkept_incident
         return open_one.id if open_one and open_one.id else str(uuid.uuid4())
 
     def _deliver_webhooks(self, now: float, wall: datetime) -> float | None:

@@ -38,7 +38,7 @@ __all__ = ["MAX_BATCH", "Ticker", "TickerConfig", "request_timeout"]
 MAX_REQUEST_TIMEOUT = 10.0
 MIN_REQUEST_TIMEOUT = 1.0  # below this a healthy server's ordinary answer times out
 MIN_BACKFILL_SHARE = 0.4  # of an interval, at the least, for one backfill request
-MIN_RESEND_GAP = 1.0  # seconds: after the outbox could not record an answer, the next request
+MIN_RESEND_GAP = 1.0  # seconds between requests while the outbox cannot record answers
 BACKFILL_MARGIN = 0.05  # seconds kept free before the next live beat
 
 # Short enough for a tooltip; the full sentence is in the log.

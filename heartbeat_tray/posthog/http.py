@@ -41,8 +41,8 @@ class AnswerTooLarge(UnreadableAnswer):
 
 
 def read_capped(chunks: Iterable[bytes], encoding: str, limit: int) -> bytes:
-    """The raw chunks of an answer, decompressed, never holding more than ``limit`` + 64 KB:
-    zlib inflates each chunk only as far as the room left (a gzip bomb stops at the cap)."""
+    """The raw chunks of an answer, decompressed, never past ``limit``: zlib inflates each
+    chunk only as far as the room left (a gzip bomb stops at the cap)."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         inflate = None

@@ -39,8 +39,9 @@ class WebhookSender(DeadlineClient):
                     "The webhook could not be reached: %s", failure_reason(exc, expired, timeout)
                 )
                 return WebhookResult.RETRY
-            except UnreadableAnswer:
-                return WebhookResult.DELIVERED  # it answered, at length: the alert arrived
+            except UnreadableAnswer as exc:  # its status unread: retried, like a 5xx
+                log.warning("The webhook's answer was abandoned: %s", exc)
+                return WebhookResult.RETRY
             except Exception as exc:  # e.g. httpx.InvalidURL: not an HTTPError
                 log.warning("The webhook could not be sent: %s", type(exc).__name__)
                 return WebhookResult.RETRY
