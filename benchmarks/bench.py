@@ -735,7 +735,16 @@ def detection(phases: int, runs: int) -> list[Figure]:
     lag = f"every event stored, 9 s late (90 s deployed) ({scale})"
     figures += [
         Figure(
-            Row(subset, "drop → alert (peer waits 30 s)", None, None, "s", "", None, PEER_RULE),
+            Row(
+                subset,
+                "drop → alert (each watched for 30 s)",
+                None,
+                None,
+                "s",
+                "alerts",
+                None,
+                PEER_RULE,
+            ),
             subset_ours,
             subset_peer,
             [all(v != NEVER for v in subset_ours)],
@@ -807,7 +816,7 @@ def detection(phases: int, runs: int) -> list[Figure]:
                 "",
                 None,
                 "hourly insight alert (last completed hour)",
-                "computed from its documented rule: 90 min median, 120 worst",
+                "computed from its documented rule: 1 to 2 h after the break",
             ),
             ours_default,
             [60.0, 90.0, 120.0],

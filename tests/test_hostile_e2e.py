@@ -153,3 +153,59 @@ def test_after_a_long_downtime_no_verdict_is_not_recovery(app: App, posthog: Cap
     assert resolved["status"] == "resolved"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=10)
+
+
+def test_a_backlog_of_thousands_delivered_and_stored_counts_none_lost(
+    app: App, posthog: CaptureServer
+) -> None:
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from heartbeat_tray.core.event import BeatTemplate
+    from heartbeat_tray.core.outbox import Outbox
+
+    app.write_config(
+        f'host = "{posthog.url}"\ninterval_seconds = 1\n[ingestion]\npoll_seconds = 1\n'
+        "alert_after_seconds = 3\n"
+    )
+    outbox = Outbox(app.state_dir / "outbox.sqlite3")  # an outage left 3,000 beats behind
+    template = BeatTemplate("heartbeat", "backlog-e2e", 1, {})
+    now = datetime.now(UTC)
+    for n in range(3000):
+        outbox.add(str(uuid.uuid4()), (now - timedelta(seconds=3000 - n)).timestamp(), template)
+    outbox.close()
+    proc = app.start("run", "--distinct-id", "backlog-e2e", env=ENV)
+    wait_until(lambda: app.status()["outbox"]["queued"] == 0, timeout=60, what="the backlog sent")
+    count = len(posthog.queries)
+    posthog.wait_for(lambda: len(posthog.queries) >= count + 8, timeout=30)
+    state = app.status()["ingestion"]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert state["state"] == "ok" and state["lost"] == 0, state  # it was 2,002 (LIMIT 1000)
+    assert len(posthog.stored) >= 3000
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '[ingestion]\npoll_seconds = "²"\n',
+        "[properties]\ndeep = " + "[" * 2000 + "]" * 2000 + "\n",
+        '[ingestion]\nproject_id = "' + "9" * 5000 + '"\n',
+    ],
+    ids=["superscript", "deep", "digits"],
+)
+def test_a_reload_into_values_python_refuses_keeps_the_last_good_settings(
+    app: App, posthog: CaptureServer, bad: str
+) -> None:
+    app.write_config(f'host = "{posthog.url}"\ninterval_seconds = 1\n')
+    proc = app.start("run", env=ENV)
+    posthog.wait_for_events(2)
+    app.write_config(f'host = "{posthog.url}"\ninterval_seconds = 1\n{bad}')
+    proc.send_signal(signal.SIGHUP)
+    count = len(posthog.events)
+    posthog.wait_for_events(count + 3)  # it did not die: the beats go on, to the same host
+    status = app.run("status", "--json", env=ENV)
+    assert status.returncode == 0 and json.loads(status.stdout)["settings_problem"]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "Kept the last good settings" in err
