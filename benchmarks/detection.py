@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -124,11 +126,16 @@ class Stand:
             f'webhook_url = "{self.server.url}/webhook"\n'
         )
         self.vars = {**env.vars, "POSTHOG_PERSONAL_API_KEY": personal}
+        # its stderr (with a traceback of every thread if it ever fails to stop) stays for
+        # whoever reads the benchmark's output: tempfile's folder, named in the message below
+        self.stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close()
+            prefix="hb-detect-run-", suffix=".log", delete=False
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "heartbeat_tray", "run"],
+            [sys.executable, "-X", "faulthandler", "-m", "heartbeat_tray", "run"],
             env=self.vars,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr,
         )
         self.traffic = OtherTraffic(self.server.url, key).start() if other_traffic else None
         self.peer = IngestionAlertPeer(self.server.url, personal)
@@ -161,7 +168,13 @@ class Stand:
             self.traffic.stop()
         if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=10)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a bug of ours: say so, with its threads' stacks
+                self.proc.send_signal(signal.SIGABRT)
+                self.proc.wait(timeout=10)
+                print(f"heartbeat-tray run did not stop on SIGTERM: {self.stderr.name}")
+        self.stderr.close()
         self.server.stop()
 
 
