@@ -182,6 +182,14 @@ def _wait(values: Any, count: int, timeout: float) -> bool:
     return bool(poll(lambda: len(values()) >= count, timeout, every=0.05))
 
 
+def _both(stand: Stand, status: str, n: int, since: float) -> tuple[float, float]:
+    """Seconds from ``since`` to the n-th ``status`` alert of ours and of the peer."""
+    peer = stand.peer.triggered if status == "triggered" else stand.peer.resolved
+    ok = _wait(lambda: stand.ours(status), n + 1, 60) and _wait(lambda: peer, n + 1, 60)
+    assert ok, f"no {status} alert from both"
+    return stand.ours(status)[n] - since, peer[n] - since
+
+
 def break_and_fix(stand: Stand, phases: list[float]) -> dict[str, list[float]]:
     """Nothing stored from the break on, then stored again: seconds to alert and to resolve."""
     out: dict[str, list[float]] = {
@@ -191,18 +199,14 @@ def break_and_fix(stand: Stand, phases: list[float]) -> dict[str, list[float]]:
         time.sleep(phase)
         broke = time.time()
         stand.server.drop_downstream = True
-        ok = _wait(lambda: stand.ours("triggered"), n + 1, 60)
-        ok = _wait(lambda: stand.peer.triggered, n + 1, 60) and ok
-        assert ok, "an alert did not come"
-        out["ours_alert"].append(stand.ours("triggered")[n] - broke)
-        out["peer_alert"].append(stand.peer.triggered[n] - broke)
+        ours, peer = _both(stand, "triggered", n, broke)
+        out["ours_alert"].append(ours)
+        out["peer_alert"].append(peer)
         fixed = time.time()
         stand.server.drop_downstream = False
-        ok = _wait(lambda: stand.ours("resolved"), n + 1, 60)
-        ok = _wait(lambda: stand.peer.resolved, n + 1, 60) and ok
-        assert ok, "a resolve did not come"
-        out["ours_fix"].append(stand.ours("resolved")[n] - fixed)
-        out["peer_fix"].append(stand.peer.resolved[n] - fixed)
+        ours, peer = _both(stand, "resolved", n, fixed)
+        out["ours_fix"].append(ours)
+        out["peer_fix"].append(peer)
         time.sleep(WINDOW + 2)  # healthy for a while between breaks
     return out
 

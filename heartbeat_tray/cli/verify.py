@@ -85,6 +85,7 @@ def cmd_verify(ctx: Context) -> int:
     try:
         return _wait_until_stored(ctx, client, host, personal, key.value, beat_id, wait)
     finally:
+        wait.done()  # the progress line never outlives the command
         client.close()
 
 
@@ -124,21 +125,6 @@ class _Waiting:
 
 
 def _wait_until_stored(
-    ctx: Context,
-    client: QueryClient,
-    host: str,
-    personal: str,
-    project_key: str,
-    beat_id: str,
-    wait: _Waiting,
-) -> int:
-    try:
-        return _ask_until_stored(ctx, client, host, personal, project_key, beat_id, wait)
-    finally:
-        wait.done()
-
-
-def _ask_until_stored(
     ctx: Context,
     client: QueryClient,
     host: str,
