@@ -68,6 +68,7 @@ class Engine:
             kind=KeyKind.PERSONAL, read_in_child=keys.read_in_child
         )
         self._on_alert = on_alert
+        self._tray_problem: str | None = None
         loaded = loaded or load_settings(paths.config_file)
         self.settings = loaded.settings.with_overrides(overrides)
         self.state = AppState()
@@ -200,6 +201,12 @@ class Engine:
 
     # --- what ``status`` reads while this process runs ---
 
+    def set_tray_problem(self, problem: str | None) -> None:
+        """What keeps the front end from showing itself (no tray host), for ``status``."""
+        if problem != self._tray_problem:
+            self._tray_problem = problem
+            self._write_running_file()
+
     def _write_running_file(self) -> None:
         info = {
             "pid": os.getpid(),
@@ -207,6 +214,8 @@ class Engine:
             "settings": self.settings.public(),
             "overrides": sorted(self.overrides.values),
         }
+        if self._tray_problem:
+            info["tray_problem"] = self._tray_problem
         try:
             write_atomically(self.paths.running_file, json.dumps(info).encode("utf-8"))
         except OSError as exc:

@@ -29,7 +29,7 @@ def need(tool: str) -> str:
 class Desktop:
     display: str
     xvfb: subprocess.Popen[bytes]
-    tray_host: subprocess.Popen[bytes]
+    tray_host: subprocess.Popen[bytes] | None  # None: a desktop without a tray (vanilla GNOME)
 
     @property
     def env(self) -> dict[str, str]:
@@ -136,7 +136,7 @@ class Desktop:
 
     def stop(self) -> None:
         for proc in (self.tray_host, self.xvfb):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try:
                     proc.wait(timeout=5)
@@ -176,20 +176,34 @@ def start_xvfb(size: str = "1024x768x24") -> tuple[subprocess.Popen[bytes], str]
     return xvfb, f":{number}"
 
 
-def start_desktop() -> Desktop:
-    trayer_bin = need("trayer")
+def start_desktop(with_tray_host: bool = True) -> Desktop:
     xvfb, display = start_xvfb("800x600x24")
-    desktop = Desktop(display, xvfb, _start_tray_host(trayer_bin, display))
+    desktop = Desktop(display, xvfb, None)
+    if with_tray_host:
+        try:
+            start_tray_host(desktop)
+        except AssertionError:
+            desktop.stop()
+            raise
+    return desktop
+
+
+def start_tray_host(desktop: Desktop) -> None:
+    """trayer on the desktop, once it owns the system tray selection."""
+    trayer_bin = need("trayer")
+    problem = ""
     for _attempt in range(3):
+        host = desktop.tray_host = _start_tray_host(trayer_bin, desktop.display)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and desktop.tray_host.poll() is None:
-            if tray_owner(display):
-                return desktop
+        while time.monotonic() < deadline and host.poll() is None:
+            if tray_owner(desktop.display):
+                return
             time.sleep(0.05)
         # trayer died or never took the selection: say why, and give it another go
-        problem = _tray_host_output(desktop.tray_host, display)
-        desktop.tray_host = _start_tray_host(trayer_bin, display)
-    desktop.stop()
+        problem = _tray_host_output(host, desktop.display)
+        if host.poll() is None:
+            host.kill()
+            host.wait()
     raise AssertionError(f"trayer never took the system tray selection: {problem!r}")
 
 

@@ -9,6 +9,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from testkit.private_bus import start_private_bus
+
 
 @dataclass
 class KeyringSession:
@@ -35,14 +37,7 @@ class KeyringSession:
 def start_keyring_session(base_env: dict[str, str]) -> KeyringSession:
     for tool in ("dbus-daemon", "gnome-keyring-daemon", "secret-tool"):
         assert shutil.which(tool), f"{tool} is needed (Debian: dbus gnome-keyring libsecret-tools)"
-    bus = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=base_env,
-    )
-    assert bus.stdout is not None
-    address = bus.stdout.readline().strip()
+    bus, address = start_private_bus(base_env)
     daemon = subprocess.run(
         ["gnome-keyring-daemon", "--unlock", "--components=secrets", "--daemonize"],
         input="test-password",

@@ -14,10 +14,12 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from testkit.desktop import ARTIFACTS, start_xvfb
+from testkit.private_bus import start_private_bus
 from testkit.waiting import wait_until
 
 VPOINTER = Path(__file__).with_name("wl_vpointer.py")
@@ -58,7 +60,7 @@ class SniHost:
     name: str
     folder: Path
     env: dict[str, str]
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
     extra_folders: list[Path] = field(default_factory=list)
 
     @property
@@ -164,6 +166,10 @@ class WaybarOnSway(SniHost):
             capture_output=True,
         )
 
+    def start_panel(self) -> None:
+        self.procs["panel"] = self._start_panel()
+        wait_until(self.watcher_up, timeout=30, what="xfce4-panel's StatusNotifierWatcher")
+
     def restart_bar(self) -> None:
         bar = self.procs.pop("waybar")
         bar.kill()
@@ -189,18 +195,25 @@ class WaybarOnSway(SniHost):
 
 
 def start_bus(
-    folder: Path, extra: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    address = f"unix:path={folder}/bus"
-    bus = subprocess.Popen(
-        [need("dbus-daemon"), "--session", f"--address={address}", "--nofork", "--nopidfile"],
-        env={**os.environ, **(extra or {})},
-        stdout=subprocess.DEVNULL,
+    folder: Path, extra: dict[str, str] | None = None, services: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """A private session bus (none of the machine's service files) at ``folder``/bus."""
+    bus, address = start_private_bus(
+        {**os.environ, **(extra or {})},
+        address=f"unix:path={folder}/bus",
+        services=services,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     wait_until(lambda: (folder / "bus").exists(), what="the session bus")
     return bus, address
+
+
+def xfconfd() -> str:
+    """xfce4-panel's settings daemon, which the panel starts through D-Bus."""
+    found = sorted(Path("/usr/lib").glob("*/xfce4/xfconf/xfconfd"))
+    assert found, "xfconfd is needed by xfce4-panel; run scripts/setup-tests"
+    return str(found[0])
 
 
 def start_waybar_on_sway() -> WaybarOnSway:
@@ -287,6 +300,10 @@ class XfcePanel(SniHost):
             timeout=20,
         )
 
+    def start_panel(self) -> None:
+        self.procs["panel"] = self._start_panel()
+        wait_until(self.watcher_up, timeout=30, what="xfce4-panel's StatusNotifierWatcher")
+
     def restart_bar(self) -> None:
         panel = self.procs.pop("panel")
         panel.kill()
@@ -350,19 +367,21 @@ PANEL_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def start_xfce_panel() -> XfcePanel:
+def start_xfce_panel(with_panel: bool = True) -> XfcePanel:
+    """xfce4-panel on Xvfb; ``with_panel=False``: the display and bus only, the panel started
+    later with ``start_panel()`` (a panel that comes after the app, as at a racy login)."""
     folder = Path(tempfile.mkdtemp(prefix="hb-xfce-"))
     # xfconfd is started by D-Bus activation and takes the bus daemon's environment
     base = {"HOME": str(folder), "XDG_CONFIG_HOME": str(folder / "config")}
     host = XfcePanel("xfce4-panel", folder, {})
     host._lay_config()
-    bus, address = start_bus(folder, base)
+    bus, address = start_bus(folder, base, services={"org.xfce.Xfconf": xfconfd()})
     host.env = {"DBUS_SESSION_BUS_ADDRESS": address}
     host.procs["bus"] = bus
     xvfb, display = start_xvfb()
     host.procs["xvfb"] = xvfb
     host.display = display
     host.env["DISPLAY"] = display
-    host.procs["panel"] = host._start_panel()
-    wait_until(host.watcher_up, timeout=30, what="xfce4-panel's StatusNotifierWatcher")
+    if with_panel:
+        host.start_panel()
     return host

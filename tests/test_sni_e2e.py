@@ -170,3 +170,55 @@ def test_attention_while_failing_a_pulse_per_beat_and_back_after_a_panel_restart
     ]
     assert any("NeedsAttention" in line for line in statuses)  # while delivery failed
     assert '"Active"' in statuses[-1]  # and back once it recovered
+
+
+def registered_items(host: SniHost) -> list[str]:
+    with open_dbus_connection(bus=host.env["DBUS_SESSION_BUS_ADDRESS"]) as conn:
+        watcher = DBusAddress(
+            "/StatusNotifierWatcher",
+            bus_name="org.kde.StatusNotifierWatcher",
+            interface="org.freedesktop.DBus.Properties",
+        )
+        reply = conn.send_and_get_reply(
+            new_method_call(
+                watcher,
+                "Get",
+                "ss",
+                ("org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"),
+            ),
+            timeout=5,
+        )
+    return [i for i in reply.body[0][1] if i]
+
+
+def test_a_panel_that_starts_after_the_app_gets_the_item_not_an_xembed_square(
+    app: App, server: CaptureServer
+) -> None:
+    """Login races the panel: the app starts on X with no tray at all, then xfce4-panel comes
+    (an XEmbed tray and a StatusNotifierWatcher both). The icon moves to the watcher."""
+    host = start_xfce_panel(with_panel=False)
+    try:
+        proc = app.start(
+            "tray",
+            "--autostart",
+            "--interval",
+            "1",
+            "--host",
+            server.url,
+            env={**ENV, **host.app_env, "PYSTRAY_BACKEND": ""},
+        )
+        server.wait_for_events(2)
+        assert "Tray starting with the xorg backend" in log(app)  # nothing to register with yet
+        host.start_panel()
+        wait_until(lambda: "Registered the tray icon" in log(app), what="the item registered")
+        assert len(registered_items(host)) == 1
+        wait_until(lambda: host.icon_box() is not None, what="the icon in the panel")
+        wait_until(lambda: share(icon(host), RED) > 0.1, what="the red heart")
+        host.save("sni-late-panel", (host.width - 220, 0, host.width, 30))
+        count = len(server.events)
+        server.wait_for_events(count + 2)  # beats go on
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
+        assert "Traceback" not in log(app)
+    finally:
+        host.stop()

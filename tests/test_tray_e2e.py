@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from heartbeat_tray.tray.app import NO_TRAY_HOST
 from heartbeat_tray.tray.icon_art import AMBER, BLUE, GREY, RED, VIOLET
 from heartbeat_tray.tray.presenter import MENU, Item
-from testkit.desktop import Desktop, menu_item_centres, start_desktop
+from testkit.desktop import Desktop, menu_item_centres, start_desktop, start_tray_host
 from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, wait_until
 
@@ -424,3 +425,114 @@ def test_accepted_but_not_ingested_has_its_own_icon_and_recovers(
     wait_until(lambda: colour_share(desktop.grab(window), RED) > 0.1, what="healthy again")
     proc.terminate()
     assert proc.wait(timeout=5) == 0
+
+
+def rss_mib_and_threads(pid: int) -> tuple[float, int]:
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"])
+
+
+def open_menu(desktop: Desktop, window: int) -> int:
+    desktop.click(window, 3)
+    found = wait_until(
+        lambda: desktop.xdotool("search", "--onlyvisible", "--class", "Menu").split(),
+        what="the menu to open",
+    )
+    return int(found[-1])
+
+
+def menu_closed(desktop: Desktop) -> bool:
+    return not desktop.xdotool("search", "--onlyvisible", "--class", "Menu").strip()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)  # four minutes of beats after the menus
+def test_the_tray_lives_on_for_minutes_after_its_menu_was_opened_and_costs_no_memory(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    """Tk in the tray's own process aborted it 3-6 minutes after the menu had been open
+    (``Tcl_AsyncDelete``), within 20 s after three openings, and kept 10 MiB and a thread."""
+    proc, window = start_tray(keyed_app, desktop, server, "2")
+    server.wait_for_events(3)
+    before_mib, before_threads = rss_mib_and_threads(proc.pid)
+
+    for n in range(5):
+        menu = open_menu(desktop, window)
+        events = len(server.events)
+        server.wait_for_events(events + 1)  # a beat while it is open: the menu stays open
+        assert desktop.xdotool("search", "--onlyvisible", "--class", "Menu").split()[-1] == str(
+            menu
+        ), "the menu closed by itself at a beat"
+        if n == 0:
+            desktop.screenshot("tray-menu-open-across-a-beat")
+        desktop.xdotool("key", "Escape")
+        wait_until(lambda: menu_closed(desktop), what="Escape to close the menu")
+
+    after_mib, after_threads = rss_mib_and_threads(proc.pid)
+    assert after_threads <= before_threads  # Tk left its notifier thread behind
+    assert after_mib - before_mib < 2.0, f"RSS {before_mib:.1f} → {after_mib:.1f} MiB"
+
+    # Minutes of real time: the process stays up and beats on its 2 s grid all along.
+    start_events, started = len(server.events), time.monotonic()
+    died = server.wait_for(lambda: proc.poll() is not None, timeout=240.0)
+    assert not died, f"the tray exited with {proc.returncode}: {proc.communicate()[1][-500:]}"
+    beats = len(server.events) - start_events
+    assert beats >= (time.monotonic() - started) / 2 - 3
+    assert "Traceback" not in keyed_app.log_file.read_text()
+    proc.terminate()
+    assert proc.wait(timeout=5) == 0
+
+
+@pytest.fixture
+def trayless_desktop() -> Iterator[Desktop]:
+    """An X desktop with no tray manager and no StatusNotifierWatcher: vanilla GNOME on Xwayland."""
+    d = start_desktop(with_tray_host=False)
+    yield d
+    d.stop()
+
+
+def test_no_tray_is_said_once_the_beats_go_on_and_a_panel_that_comes_later_gets_the_icon(
+    keyed_app: App,
+    trayless_desktop: Desktop,
+    server: CaptureServer,
+    notifications: Callable[[], list[dict[str, str]]],
+) -> None:
+    desktop = trayless_desktop
+    proc = keyed_app.start("tray", "--interval", "1", "--host", server.url, env=desktop.env)
+    said = wait_until(
+        lambda: [n for n in notifications() if n["summary"] == "Heartbeat Tray has no tray"],
+        timeout=30.0,
+        what="the no-tray notification",
+    )
+    assert said[0]["body"] == NO_TRAY_HOST
+    status = keyed_app.status()
+    assert status["tray_problem"] == NO_TRAY_HOST
+    assert "tray:            No tray to show the icon in" in keyed_app.run("status").stdout
+    beats = len(server.events)
+    server.wait_for_events(beats + 5)  # it keeps beating meanwhile
+
+    # The panel starts late (login raced it): the icon docks, and status no longer complains.
+    start_tray_host(desktop)
+    window = desktop.icon_window()
+    wait_until(lambda: desktop.is_docked(window), what="the icon docked in the late tray")
+    wait_until(lambda: keyed_app.status()["tray_problem"] is None, what="status without a problem")
+    wait_until(lambda: colour_share(desktop.grab(window), RED) > 0.1, what="the icon drawn")
+    desktop.screenshot("tray-docked-in-a-late-panel")
+
+    # The panel restarts: the icon comes back in the new one.
+    assert desktop.tray_host is not None
+    desktop.tray_host.kill()
+    desktop.tray_host.wait()
+    wait_until(lambda: not desktop.is_docked(window), what="the icon left behind by the panel")
+    start_tray_host(desktop)
+    wait_until(lambda: desktop.is_docked(window), what="the icon docked in the restarted tray")
+    server.wait_for_events(len(server.events) + 2)
+
+    proc.terminate()
+    assert proc.wait(timeout=5) == 0
+    log = keyed_app.log_file.read_text()
+    assert log.count("No tray to show the icon in") == 1
+    assert "Traceback" not in log and "Failed to dock" not in log
+    assert len([n for n in notifications() if n["summary"] == "Heartbeat Tray has no tray"]) == 1

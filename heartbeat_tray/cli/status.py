@@ -89,6 +89,7 @@ def build_report(ctx: Context) -> dict[str, Any]:
         "launch_at_login": state_text(for_this_os()),
         "running": pid,
         "running_front_end": running.get("front_end") if running else None,
+        "tray_problem": running.get("tray_problem") if running else None,
         "outbox": outbox,
         "sent_today": stats.sent_today(now),
         "missed": stats.missed,
@@ -155,6 +156,7 @@ def _lines(report: dict[str, Any]) -> list[str]:
         f"  API key:         {key_line}",
         f"  launch at login: {report['launch_at_login']}",
         f"  running:         {running}",
+        *([f"  tray:            {report['tray_problem']}"] if report["tray_problem"] else []),
         f"  queued beats:    {queued}",
         f"  sent today:      {report['sent_today']}{missed}",
     ]

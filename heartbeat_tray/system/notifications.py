@@ -13,8 +13,10 @@ class Notifier:
     def __init__(self, icon: Any) -> None:
         self._icon = icon
 
-    def show(self, title: str, message: str) -> None:
-        log.info("Notification: %s — %s", title, message)
+    def show(self, title: str, message: str, *, logged: bool = False) -> None:
+        """``logged``: the caller has already written the message to the log."""
+        if not logged:
+            log.info("Notification: %s — %s", title, message)
         if getattr(self._icon, "HAS_NOTIFICATION", False):
             try:
                 self._icon.notify(message, title)

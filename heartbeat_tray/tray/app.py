@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import webbrowser
+from collections.abc import Callable
 from typing import Any
 
 from heartbeat_tray.core.alert_rules import Alert
@@ -30,7 +31,7 @@ from heartbeat_tray.system.launch_at_login import LaunchAtLoginError, for_this_o
 from heartbeat_tray.system.notifications import Notifier
 from heartbeat_tray.system.paths import AppPaths
 from heartbeat_tray.tray.icon_art import PULSE_FRAME_MS, IconSet, icon_set
-from heartbeat_tray.tray.menu import TkPopup, to_pystray
+from heartbeat_tray.tray.menu import MenuProcess, to_pystray
 from heartbeat_tray.tray.presenter import (
     IconState,
     Item,
@@ -49,6 +50,13 @@ from heartbeat_tray.tray.ui_thread import (
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
+
+NO_TRAY_HOST = (
+    "No tray to show the icon in: on GNOME, enable the AppIndicator extension; "
+    "'heartbeat-tray status' shows the heartbeat meanwhile."
+)
+# At login the app may start before the panel: say "no tray" only if none came by then.
+TRAY_HOST_GRACE_MS = 10_000
 
 
 def _no_display(reason: str) -> NoDisplay:
@@ -86,6 +94,9 @@ def choose_backend() -> tuple[Any, str]:
             return None, "sni"  # Wayland has no XEmbed: wait for a tray host to appear
         if forced == "sni":
             raise _no_display("HEARTBEAT_TRAY_BACKEND=sni, but there is no D-Bus session bus")
+        # No watcher: our fixed XEmbed backend, also where PyGObject is installed (pystray would
+        # pick appindicator there, which shows nothing without a watcher either).
+        os.environ["PYSTRAY_BACKEND"] = "xorg"
     return import_pystray()
 
 
@@ -129,7 +140,7 @@ class TrayApp:
         self.icons: IconSet = icon_set()
         self.icon: Any = None
         self.ui: UiThread
-        self.popup: TkPopup | None = None  # our own menu, where the host has none (xorg)
+        self.popup: MenuProcess | None = None  # our own menu, where the host has none (xorg)
         self.notifier: Notifier
         self.channel: ChannelServer | None = None
         self.view = present(self.state.snapshot, launch_at_login=False)
@@ -138,6 +149,9 @@ class TrayApp:
         self._dialog: subprocess.Popen[bytes] | None = None
         self._quitting = False
         self._setup_offered = False  # the first start without a key opens Settings once
+        self._tray_host: bool | None = None  # None: not known yet
+        self._no_host_said = False
+        self._stop_watching: Callable[[], None] | None = None  # xorg: waiting for an SNI host
 
     # --- menu actions (UI thread) ---
 
@@ -246,6 +260,29 @@ class TrayApp:
     def _reload(self) -> None:
         self.engine.reload()
 
+    # --- the tray host (UI thread) ---
+
+    def on_tray_host(self, present: bool) -> None:
+        """From the backend's thread: whether a tray host shows our icon now."""
+        self.ui.call(lambda: self._tray_host_changed(present))
+
+    def _tray_host_changed(self, present: bool) -> None:
+        self._tray_host = present
+        if present and self._no_host_said:
+            self._no_host_said = False
+            log.info("A tray host shows the icon now")
+            self.engine.set_tray_problem(None)
+
+    def _check_tray_host(self) -> None:
+        """Once, a while after start: no host by now is said once, never per attempt."""
+        if self._tray_host or self._no_host_said or self._quitting:
+            return
+        self._no_host_said = True
+        log.warning(NO_TRAY_HOST)
+        self.engine.set_tray_problem(NO_TRAY_HOST)
+        if self.engine.settings.notify:
+            self.notifier.show("Heartbeat Tray has no tray", NO_TRAY_HOST, logged=True)
+
     # --- rendering (UI thread) ---
 
     def on_snapshot(self, _snapshot: Snapshot) -> None:
@@ -276,6 +313,8 @@ class TrayApp:
         if hasattr(self.icon, "set_attention"):  # hosts with an urgency flag (SNI)
             self.icon.set_attention(self.view.needs_attention)
         self.icon.update_menu()
+        if self.popup is not None:
+            self.popup.update()
         if not self._setup_offered and snap.needs_setup:
             self._setup_offered = True
             # A locked keyring: the dialog could not store a key either; the tooltip says why.
@@ -347,30 +386,49 @@ class TrayApp:
         from heartbeat_tray.tray.xorg import XorgIcon, start_in_thread
 
         ui = self.ui = SelectUiThread()
-        popup = self.popup = TkPopup(lambda: self.view, self.on_click, ui)
+        popup = self.popup = MenuProcess(lambda: self.view, self.on_click, ui)
         self.icon = XorgIcon(
             "heartbeat-tray",
             first_image,
             title,
             menu=to_pystray(lambda: self.view, self.on_click, ui),
             on_context_menu=lambda x, y: ui.call(lambda: popup.show(x, y)),
+            on_host=self.on_tray_host,
         )
         self.notifier = Notifier(self.icon)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: ui.call(self.quit))
+        # A StatusNotifierItem host that starts later (a panel after login, GNOME's extension
+        # enabled) gets the icon: it draws it with real alpha and its own menu.
+        if sys.platform.startswith("linux") or "bsd" in sys.platform:
+            from heartbeat_tray.tray.sni import watch_for_watcher
+
+            self._stop_watching = watch_for_watcher(lambda: ui.call(self._move_to_sni))
         start_in_thread(self.icon, on_ready=lambda: ui.call(self._show_icon))
+        self._start_core(autostart)
+        ui.run()
+        self._end_watching()
+        ui.close()
+        return EXIT_OK
+
+    def _run_sni(self, autostart: bool) -> int:
+        ui = self.ui = SelectUiThread()
+        self.popup = MenuProcess(lambda: self.view, self.on_click, ui)
+        self.icon = self._sni_icon(ui, self.popup)
+        self.notifier = Notifier(self.icon)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: ui.call(self.quit))
+        ui.call(self._show_icon)
         self._start_core(autostart)
         ui.run()
         ui.close()
         return EXIT_OK
 
-    def _run_sni(self, autostart: bool) -> int:
+    def _sni_icon(self, ui: SelectUiThread, popup: MenuProcess) -> Any:
         from heartbeat_tray.tray.sni import SniIcon
 
-        ui = self.ui = SelectUiThread()
-        popup = self.popup = TkPopup(lambda: self.view, self.on_click, ui)
         images = [*self.icons.states.values(), *self.icons.pulse]
-        self.icon = SniIcon(
+        return SniIcon(
             images,
             lambda: self.view,
             on_activate=lambda: ui.call(self.activate),
@@ -380,15 +438,32 @@ class TrayApp:
             on_context_menu=(lambda x, y: ui.call(lambda: popup.show(x, y)))
             if os.environ.get("DISPLAY")
             else None,
+            on_host=self.on_tray_host,
         )
+
+    def _move_to_sni(self) -> None:
+        """From the X tray to a StatusNotifierWatcher that appeared (UI thread)."""
+        if self._quitting or self._stop_watching is None or self.popup is None:
+            return
+        self._end_watching()
+        assert isinstance(self.ui, SelectUiThread)
+        log.info("A StatusNotifierItem host appeared; the icon moves there from the X tray")
+        old = self.icon
+        try:
+            old.visible = False
+            old.stop()
+        except Exception:
+            log.warning("Removing the X tray icon failed", exc_info=True)
+        self.icon = self._sni_icon(self.ui, self.popup)
         self.notifier = Notifier(self.icon)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: ui.call(self.quit))
-        ui.call(self._show_icon)
-        self._start_core(autostart)
-        ui.run()
-        ui.close()
-        return EXIT_OK
+        self._shown = None  # draw everything afresh on the new icon
+        self._show_icon()
+        self.render()
+
+    def _end_watching(self) -> None:
+        stop, self._stop_watching = self._stop_watching, None
+        if stop is not None:
+            threading.Thread(target=stop, name="sni-watch-stop", daemon=True).start()
 
     def _show_icon(self) -> None:
         self.icon.visible = True
@@ -400,6 +475,8 @@ class TrayApp:
         self.channel.start()
         self._setup_offered = autostart  # at login: start quietly, no dialog
         self.engine.start()
+        if isinstance(self.ui, SelectUiThread):  # xorg and SNI: the hosts we can ask about
+            self.ui.call_later(TRAY_HOST_GRACE_MS, self._check_tray_host)
 
 
 def run_tray(

@@ -50,6 +50,9 @@ PIXMAP_SIZES = (16, 22, 24, 32, 48)
 
 Pixmap = tuple[int, int, bytes]
 
+ROOT_ID = 0  # dbusmenu's root item: hosts ask its properties too (Cinnamon's bridge warns else)
+ROOT_PROPS: dict[str, tuple[str, Any]] = {"children-display": ("s", "submenu")}
+
 INTROSPECTION = """<node>
  <interface name="org.kde.StatusNotifierItem">
   <property name="Category" type="s" access="read"/>
@@ -60,6 +63,13 @@ INTROSPECTION = """<node>
   <property name="IconName" type="s" access="read"/>
   <property name="IconPixmap" type="a(iiay)" access="read"/>
   <property name="AttentionIconPixmap" type="a(iiay)" access="read"/>
+  <property name="AttentionIconName" type="s" access="read"/>
+  <property name="AttentionMovieName" type="s" access="read"/>
+  <property name="OverlayIconName" type="s" access="read"/>
+  <property name="OverlayIconPixmap" type="a(iiay)" access="read"/>
+  <property name="IconThemePath" type="s" access="read"/>
+  <property name="IconAccessibleDesc" type="s" access="read"/>
+  <property name="AttentionAccessibleDesc" type="s" access="read"/>
   <property name="ToolTip" type="(sa(iiay)ss)" access="read"/>
   <property name="ItemIsMenu" type="b" access="read"/>
   <property name="Menu" type="o" access="read"/>
@@ -112,6 +122,79 @@ def watcher_present(timeout: float = 2.0) -> bool | None:
         return None
 
 
+def watch_for_watcher(on_appeared: Callable[[], None]) -> Callable[[], None] | None:
+    """Calls ``on_appeared`` (on a thread of its own) when a StatusNotifierWatcher takes its
+    name: a panel started after the app, or GNOME's AppIndicator extension enabled later.
+    Returns what stops the watching; None when there is no session bus. Blocks in ``receive``:
+    no wakeups while nothing happens."""
+    try:
+        conn = open_dbus_connection(bus="SESSION")
+    except Exception as exc:
+        log.info("No D-Bus session bus to watch for a tray host (%s)", exc)
+        return None
+    rule = MatchRule(
+        type="signal",
+        sender="org.freedesktop.DBus",
+        interface="org.freedesktop.DBus",
+        member="NameOwnerChanged",
+        path="/org/freedesktop/DBus",
+    )
+    rule.add_arg_condition(0, WATCHER)
+    stopped = threading.Event()
+    try:
+        conn.send_and_get_reply(message_bus.AddMatch(rule), timeout=5)
+    except Exception as exc:
+        log.info("Cannot watch for a tray host (%s)", exc)
+        conn.close()
+        return None
+
+    def listen() -> None:
+        while not stopped.is_set():
+            try:
+                msg = conn.receive()
+            except (OSError, ConnectionResetError, ValueError):
+                return
+            if msg.header.message_type == MessageType.signal and msg.body[2]:
+                on_appeared()
+
+    def stop() -> None:
+        stopped.set()
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        thread.join(2.0)
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    thread = threading.Thread(target=listen, name="sni-watch", daemon=True)
+    thread.start()
+    return stop
+
+
+def watcher_program(timeout: float = 2.0) -> str:
+    """The program name of the tray host's watcher ("gnome-shell", "plasmashell"…), or "" when
+    it cannot be told (no /proc of it, as in a sandbox)."""
+    try:
+        with open_dbus_connection(bus="SESSION") as conn:
+            reply = conn.send_and_get_reply(
+                message_bus.GetConnectionUnixProcessID(WATCHER), timeout=timeout
+            )
+        pid = int(reply.body[0])
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            return comm.read().strip()
+    except Exception as exc:
+        log.info("Could not tell which program hosts the tray (%s)", exc)
+        return ""
+
+
+# dbusmenu labels mark a mnemonic with "_" and write a literal one as "__" (libdbusmenu's KDE,
+# LXQt, XFCE, Cinnamon). GNOME's AppIndicator extension shows the text as is: "__" would show.
+AS_IS_HOSTS = frozenset({"gnome-shell"})
+
+
+def dbusmenu_label(text: str, host_program: str) -> str:
+    return text if host_program in AS_IS_HOSTS else text.replace("_", "__")
+
+
 class SniIcon:
     """Shaped like the part of pystray's Icon the tray app uses: ``icon``, ``title``,
     ``visible``, ``update_menu()``, ``stop()``, plus ``set_attention()``."""
@@ -127,8 +210,10 @@ class SniIcon:
         on_secondary: Callable[[], None],
         on_menu: Callable[[Item], None],
         on_context_menu: Callable[[int, int], None] | None = None,
+        on_host: Callable[[bool], None] = lambda _present: None,
     ) -> None:
         self._view = view
+        self._on_host = on_host
         self._on_activate = on_activate
         self._on_secondary = on_secondary
         self._on_menu = on_menu
@@ -138,6 +223,8 @@ class SniIcon:
         self._title = "Heartbeat"
         self._status = "Active"
         self._revision = 1
+        self._shown_entries: dict[int, dict[str, tuple[str, Any]]] | None = None
+        self._host_program = ""  # which host reads our labels; "" until one registers us
         self._visible = False
         self._send_lock = threading.Lock()
         self._conn: DBusConnection | None = None
@@ -179,8 +266,24 @@ class SniIcon:
             self._signal(ITEM_PATH, ITEM_IFACE, "NewStatus", "s", (status,))
 
     def update_menu(self) -> None:
-        self._revision += 1
-        self._signal(MENU_PATH, MENU_IFACE, "LayoutUpdated", "ui", (self._revision, 0))
+        """A label, enabled or check change is ``ItemsPropertiesUpdated`` (an open menu stays open:
+        LXQt closes it on ``LayoutUpdated``); ``LayoutUpdated`` only when entries come or go."""
+        entries = {n: props for n, props, _ in self._entries()}
+        before, self._shown_entries = self._shown_entries, entries
+        if before is None or before.keys() != entries.keys():
+            self._revision += 1
+            self._signal(MENU_PATH, MENU_IFACE, "LayoutUpdated", "ui", (self._revision, 0))
+            return
+        changed = [(n, props) for n, props in entries.items() if props != before[n]]
+        if changed:
+            no_removals: list[tuple[int, list[str]]] = []
+            self._signal(
+                MENU_PATH,
+                MENU_IFACE,
+                "ItemsPropertiesUpdated",
+                "a(ia{sv})a(ias)",
+                (changed, no_removals),
+            )
 
     @property
     def visible(self) -> bool:
@@ -210,6 +313,7 @@ class SniIcon:
             self._register()
         else:
             log.info("No tray host (StatusNotifierWatcher) yet; the icon shows when one starts")
+            self._on_host(False)
 
     def stop(self) -> None:
         """Remove the item: closing our connection tells the watcher that it is gone."""
@@ -230,9 +334,11 @@ class SniIcon:
         conn = self._conn
         assert conn is not None
         call = DBusAddress(WATCHER_PATH, bus_name=WATCHER, interface=WATCHER)
+        self._host_program = watcher_program()
         self._send(new_method_call(call, "RegisterStatusNotifierItem", "s", (conn.unique_name,)))
         self.registered.set()
         log.info("Registered the tray icon with the StatusNotifierWatcher")
+        self._on_host(True)
 
     def _send(self, message: Any) -> None:
         conn = self._conn
@@ -273,9 +379,13 @@ class SniIcon:
         kind = msg.header.message_type
         member = fields.get(HeaderFields.member)
         if kind == MessageType.signal:
-            if member == "NameOwnerChanged" and msg.body[0] == WATCHER and msg.body[2]:
-                log.info("A tray host appeared (or restarted); registering the icon again")
-                self._register()
+            if member == "NameOwnerChanged" and msg.body[0] == WATCHER:
+                if msg.body[2]:
+                    log.info("A tray host appeared (or restarted); registering the icon again")
+                    self._register()
+                else:
+                    log.info("The tray host went away; the icon shows again when one starts")
+                    self._on_host(False)
             return
         if kind != MessageType.method_call:
             return
@@ -319,6 +429,15 @@ class SniIcon:
             "IconName": ("s", ""),
             "IconPixmap": ("a(iiay)", icon),
             "AttentionIconPixmap": ("a(iiay)", icon),
+            # Asked by hosts as they are (GNOME's extension, LXQt): the empty value, never an
+            # error (an error is a stack trace in gnome-shell's log, 34 a minute).
+            "AttentionIconName": ("s", ""),
+            "AttentionMovieName": ("s", ""),
+            "OverlayIconName": ("s", ""),
+            "OverlayIconPixmap": ("a(iiay)", []),
+            "IconThemePath": ("s", ""),
+            "IconAccessibleDesc": ("s", self._title),
+            "AttentionAccessibleDesc": ("s", self._title),
             "ToolTip": ("(sa(iiay)ss)", ("", [], "Heartbeat Tray", self._title)),
             "ItemIsMenu": ("b", False),
             "Menu": ("o", MENU_PATH),
@@ -354,7 +473,7 @@ class SniIcon:
                 entries.append((number, {"type": ("s", "separator")}, None))
                 continue
             props: dict[str, tuple[str, Any]] = {
-                "label": ("s", line.label.replace("_", "__")),  # "_" marks a mnemonic
+                "label": ("s", dbusmenu_label(line.label, self._host_program)),
                 "enabled": ("b", line.clickable),
                 "visible": ("b", True),
             }
@@ -368,15 +487,16 @@ class SniIcon:
         if member == "GetLayout":
             no_children: list[Any] = []
             children = [("(ia{sv}av)", (n, props, no_children)) for n, props, _ in self._entries()]
-            root = (0, {"children-display": ("s", "submenu")}, children)
+            root = (ROOT_ID, ROOT_PROPS, children)
             return new_method_return(msg, "u(ia{sv}av)", (self._revision, root))
         if member == "GetGroupProperties":
             wanted = set(msg.body[0])
-            found = [(n, p) for n, p, _ in self._entries() if not wanted or n in wanted]
+            every = [(ROOT_ID, ROOT_PROPS), *((n, p) for n, p, _ in self._entries())]
+            found = [(n, p) for n, p in every if not wanted or n in wanted]
             return new_method_return(msg, "a(ia{sv})", (found,))
         if member == "GetProperty":
             number, name = msg.body
-            for n, props, _ in self._entries():
+            for n, props in [(ROOT_ID, ROOT_PROPS), *((n, p) for n, p, _ in self._entries())]:
                 if n == number and name in props:
                     return new_method_return(msg, "v", (props[name],))
             return new_error(msg, "org.freedesktop.DBus.Error.InvalidArgs")

@@ -1,4 +1,4 @@
-"""pystray's xorg backend with its four defects fixed (pystray 0.19.5).
+"""pystray's xorg backend with its five defects fixed (pystray 0.19.5).
 
 1. It asked the tray to dock the icon on every icon update; tray hosts then re-embed it, and an
    animated icon re-docks on every frame or lands on the root window. We dock only while not
@@ -7,6 +7,10 @@
 3. It has no menu; button 3 now asks the app to show its own menu at the pointer.
 4. ``run_detached()`` started the setup thread twice and made ``stop()`` block for 5 s: the app
    runs ``icon.run(setup=…)`` in a thread of its own instead (see ``start_in_thread``).
+5. With no tray manager (vanilla GNOME) it logged a ``Failed to dock icon`` traceback about four
+   times per beat (2.3 MB of log a day) and never docked when a panel started later. It now waits
+   quietly and docks when a manager announces itself (the ``MANAGER`` message on the root window,
+   ICCCM 2.8), also after a panel restart; ``on_host`` tells the app whether it is docked.
 
 It also draws the RGBA icon over a solid panel colour, since the window has no alpha channel.
 """
@@ -27,20 +31,69 @@ from heartbeat_tray.tray.icon_art import XORG_BACKING, flatten
 log = logging.getLogger(__name__)
 
 ContextMenuHandler = Callable[[int, int], None]  # root x, y of the click
+HostHandler = Callable[[bool], None]  # docked or not; on the icon's own thread
 
 
 class XorgIcon(_xorg.Icon):  # type: ignore[misc]
     background = XORG_BACKING
+    _systray_manager: Any  # pystray's: the tray manager's window while docked, else None
 
-    def __init__(self, *args: Any, on_context_menu: ContextMenuHandler, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        on_context_menu: ContextMenuHandler,
+        on_host: HostHandler = lambda _docked: None,
+        **kwargs: Any,
+    ) -> None:
         self._on_context_menu = on_context_menu
+        self._on_host = on_host
         super().__init__(*args, **kwargs)
+        # Defect 5: a tray manager that starts later says so to the root window's listeners.
+        self._manager_atom = self._display.intern_atom("MANAGER")
+        self._display.screen().root.change_attributes(event_mask=Xlib.X.StructureNotifyMask)
+        self._display.flush()
+        pystray_messages = self._message_handlers[Xlib.X.ClientMessage]
+
+        def on_client_message(event: Any) -> None:
+            if event.client_type == self._manager_atom:
+                self._on_manager(event)
+            else:
+                pystray_messages(event)
+
+        self._message_handlers[Xlib.X.ClientMessage] = on_client_message
 
     # Defect 1: dock once, stay docked.
     def _assert_docked(self) -> None:
         if not self._systray_manager:
             self._dock_window()
         assert self._systray_manager
+
+    # Defect 5: without a manager, wait quietly (pystray logged a traceback at every update).
+    def _docked(self) -> bool:
+        if not self._systray_manager:
+            self._dock_window()
+            if self._systray_manager:
+                log.info("Docked the icon in the tray")
+                self._on_host(True)
+        return bool(self._systray_manager)
+
+    def _show(self) -> None:
+        if not self._docked():
+            self._on_host(False)
+
+    def _update_icon(self) -> None:
+        if not self._docked():
+            return  # drawn when a manager docks it (an Expose follows)
+        self._icon_data = None
+        self._draw()
+        self._icon_valid = True
+
+    def _on_manager(self, event: Any) -> None:
+        selection = event.data[1][1]
+        if selection != self._net_system_tray_sx or self._systray_manager:
+            return
+        log.info("A tray host appeared")
+        self._docked()
 
     # WM_NAME is Latin-1; the full title goes to _NET_WM_NAME as UTF-8.
     def _create_window(self) -> Any:
@@ -80,9 +133,13 @@ class XorgIcon(_xorg.Icon):  # type: ignore[misc]
             log.exception("Handling a click on the tray icon failed")
 
     def _on_destroy_notify(self, event: Any) -> None:
-        if self._systray_manager is None:
+        manager = self._systray_manager
+        if manager is None or event.window.id != manager.id:
             return
-        super()._on_destroy_notify(event)
+        self._systray_manager = None
+        log.info("The tray host went away; the icon docks again when one starts")
+        if not self._docked():  # another manager may already own the selection
+            self._on_host(False)
 
     # No alpha channel on this window: composite over the panel colour instead of dropping it.
     def _assert_icon_data(self, width: int, height: int) -> None:
