@@ -76,11 +76,25 @@ class Desktop:
             display.close()
 
     def is_docked(self, window: int) -> bool:
+        """In a tray, and shown there: reparented into it, then mapped (a click before the
+        map lands on whatever is under the pointer)."""
         try:
             parent, root = self.parent_of(window)
         except Exception:
             return False
-        return parent != root
+        return parent != root and self.is_viewable(window)
+
+    def is_viewable(self, window: int) -> bool:
+        import Xlib.X
+
+        display = self._x()
+        try:
+            attributes = display.create_resource_object("window", window).get_attributes()
+            return bool(attributes.map_state == Xlib.X.IsViewable)
+        except Exception:
+            return False
+        finally:
+            display.close()
 
     def title(self, window: int) -> str:
         display = self._x()

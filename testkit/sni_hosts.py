@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jeepney import DBusAddress, new_method_call
+from jeepney.io.blocking import open_dbus_connection
 from PIL import Image
 
 from testkit.desktop import ARTIFACTS, start_xvfb
@@ -106,6 +108,34 @@ class SniHost:
     def watcher_up(self) -> bool:
         return name_has_owner(self.env, WATCHER)
 
+    def registered_items(self) -> list[str]:
+        """The items the watcher holds (bus name and path of each)."""
+        with open_dbus_connection(bus=self.env["DBUS_SESSION_BUS_ADDRESS"]) as conn:
+            watcher = DBusAddress(
+                "/StatusNotifierWatcher",
+                bus_name=WATCHER,
+                interface="org.freedesktop.DBus.Properties",
+            )
+            reply = conn.send_and_get_reply(
+                new_method_call(watcher, "Get", "ss", (WATCHER, "RegisteredStatusNotifierItems")),
+                timeout=5,
+            )
+        return [i for i in reply.body[0][1] if i]
+
+    def menu_labels(self) -> list[str]:
+        """The whole menu as a host reads it: GetLayout on the item's dbusmenu."""
+        (item,) = self.registered_items()
+        service = item.split("/", 1)[0].rstrip("@")  # GNOME's watcher writes ":1.32@/path"
+        with open_dbus_connection(bus=self.env["DBUS_SESSION_BUS_ADDRESS"]) as conn:
+            menu = DBusAddress("/MenuBar", bus_name=service, interface="com.canonical.dbusmenu")
+            layout = conn.send_and_get_reply(
+                new_method_call(menu, "GetLayout", "iias", (0, -1, [])), timeout=5
+            )
+        _revision, (_root, _props, children) = layout.body
+        return [
+            props["label"][1] if "label" in props else "—" for _sig, (_id, props, _k) in children
+        ]
+
     # --- looking and clicking ---
 
     def screenshot(self) -> Image.Image:
@@ -165,10 +195,6 @@ class WaybarOnSway(SniHost):
             timeout=20,
             capture_output=True,
         )
-
-    def start_panel(self) -> None:
-        self.procs["panel"] = self._start_panel()
-        wait_until(self.watcher_up, timeout=30, what="xfce4-panel's StatusNotifierWatcher")
 
     def restart_bar(self) -> None:
         bar = self.procs.pop("waybar")
@@ -277,7 +303,9 @@ def start_waybar_on_sway() -> WaybarOnSway:
     return host
 
 
-class XfcePanel(SniHost):
+class X11Panel(SniHost):
+    """A panel on Xvfb: screenshots with ImageMagick, clicks with xdotool."""
+
     display = ""
 
     def screenshot(self) -> Image.Image:
@@ -302,16 +330,20 @@ class XfcePanel(SniHost):
 
     def start_panel(self) -> None:
         self.procs["panel"] = self._start_panel()
-        wait_until(self.watcher_up, timeout=30, what="xfce4-panel's StatusNotifierWatcher")
+        wait_until(self.watcher_up, timeout=30, what=f"{self.name}'s StatusNotifierWatcher")
 
     def restart_bar(self) -> None:
         panel = self.procs.pop("panel")
         panel.kill()
         panel.wait(timeout=5)
         wait_until(lambda: not self.watcher_up(), what="the watcher gone")
-        self.procs["panel"] = self._start_panel()
-        wait_until(self.watcher_up, timeout=20, what="the panel's watcher back")
+        self.start_panel()
 
+    def _start_panel(self) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+
+class XfcePanel(X11Panel):
     def _start_panel(self) -> subprocess.Popen[bytes]:
         self._lay_config()
         return subprocess.Popen(
@@ -384,4 +416,72 @@ def start_xfce_panel(with_panel: bool = True) -> XfcePanel:
     host.env["DISPLAY"] = display
     if with_panel:
         host.start_panel()
+    return host
+
+
+class LxqtPanel(X11Panel):
+    """LXQt's panel with its statusnotifier plugin (watcher and host in one). No theme is
+    installed, so the bar is black; its menus are drawn light. It writes what it dislikes about
+    an item (a missing property, say) to its stderr, kept in ``panel.log``."""
+
+    @property
+    def log(self) -> str:
+        path = self.folder / "panel.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _start_panel(self) -> subprocess.Popen[bytes]:
+        config = self.folder / "config" / "lxqt"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "panel.conf").write_text(LXQT_PANEL_CONF)
+        with (self.folder / "panel.log").open("ab") as log:
+            return subprocess.Popen(
+                [need("lxqt-panel")],
+                env={
+                    **os.environ,
+                    **self.env,
+                    "DISPLAY": self.display,
+                    "QT_QPA_PLATFORM": "xcb",
+                    "HOME": str(self.folder),
+                    "XDG_CONFIG_HOME": str(self.folder / "config"),
+                    "XDG_RUNTIME_DIR": str(self.folder),
+                },
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+
+LXQT_PANEL_CONF = """[General]
+__userfile__=true
+
+[panel1]
+alignment=-1
+height=30
+lineCount=1
+position=Top
+plugins=spacer, statusnotifier
+width=100
+width-percent=true
+
+[spacer]
+type=spacer
+expandable=true
+
+[statusnotifier]
+type=statusnotifier
+"""
+
+
+def start_lxqt_panel() -> LxqtPanel:
+    folder = Path(tempfile.mkdtemp(prefix="hb-lxqt-"))
+    folder.chmod(0o700)
+    host = LxqtPanel("lxqt-panel", folder, {})
+    bus, address = start_bus(folder)
+    host.env = {"DBUS_SESSION_BUS_ADDRESS": address}
+    host.procs["bus"] = bus
+    xvfb, display = start_xvfb()
+    host.procs["xvfb"] = xvfb
+    host.display = display
+    host.env["DISPLAY"] = display
+    host.start_panel()
     return host

@@ -460,3 +460,49 @@ def test_status_never_shows_an_old_check_as_current(app: App) -> None:
     assert data["sentence"] == "Ingested 12 s behind (as of 30 min ago: no check since)"
     text = app.run("status", env=env).stdout
     assert "ingestion:       Ingested 12 s behind (as of 30 min ago: no check since)" in text
+
+
+def secret_service_collections(env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.freedesktop.Secret.Service",
+            "string:Collections",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("variant", 1)[1]
+
+
+def test_reading_keys_never_creates_a_keyring_nor_asks_for_a_password(
+    app: App, server: CaptureServer
+) -> None:
+    """A session whose gnome-keyring has no keyring yet: keyring's read would create one, which
+    pops "Choose password for new keyring" on a desktop (here, with no prompter, it failed)."""
+    from testkit.keyring_session import start_keyring_session
+
+    session = start_keyring_session(app.env, login=False)
+    try:
+        app.env.update(session.env)
+        before = secret_service_collections(app.env)
+        assert "/collection/login" not in before
+        data = app.status(env=with_key())  # the project key from the environment
+        assert data["personal_api_key"] == {"stored": False, "prefix": None}
+        sent = app.run("once", "--host", server.url, env=with_key())
+        assert sent.returncode == 0, sent.stderr
+        assert secret_service_collections(app.env) == before  # no keyring was made
+        # Saving a key is what may make one, when the user asks: it asks for a password (no
+        # prompter runs here, so the prompt is dismissed and the save says so).
+        stored = app.run("key", "set", input=KEY)
+        assert stored.returncode == 2 and "Prompt dismissed" in stored.stderr
+    finally:
+        session.stop()

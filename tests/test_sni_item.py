@@ -6,6 +6,7 @@ every property a host may ask answers, dbusmenu's root item answers, and a label
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -151,11 +152,31 @@ def test_a_label_change_updates_entries_in_place_and_only_new_entries_change_the
     assert props[changed[1]]["label"] == ("s", item.view.line(Item.COUNTERS).label)
 
 
-def test_labels_read_as_written_on_gnome_and_escape_mnemonics_elsewhere() -> None:
-    text = "No keyring: set POSTHOG_PERSONAL_API_KEY"
-    assert dbusmenu_label(text, "gnome-shell") == text
-    assert dbusmenu_label(text, "plasmashell") == text.replace("_", "__")
-    assert dbusmenu_label(text, "") == text.replace("_", "__")  # unknown: the dbusmenu rule
+def gnome_shows(label: str) -> str:
+    """What GNOME's AppIndicator extension draws for a label (dbusMenu.js, GNOME 43)."""
+    return re.sub(r"_([^_])", r"\1", label, count=1)
+
+
+def libdbusmenu_shows(label: str) -> str:
+    """What libdbusmenu hosts draw: "_" marks the mnemonic (not drawn), "__" is one "_"."""
+    return re.sub(r"_(_?)", lambda m: m.group(1), label)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No keyring: set POSTHOG_PERSONAL_API_KEY",
+        "POSTHOG_PROJECT_API_KEY",
+        "a__b_c",
+        "trailing_",
+        "none",
+        "_leading",
+    ],
+)
+def test_labels_read_as_written_on_gnome_and_on_libdbusmenu_hosts(text: str) -> None:
+    assert gnome_shows(dbusmenu_label(text, "gnome-shell")) == text
+    for host in ("plasmashell", "lxqt-panel", "xfce4-panel", ""):  # "": unknown, the dbusmenu rule
+        assert libdbusmenu_shows(dbusmenu_label(text, host)) == text
 
 
 def test_the_host_program_is_read_from_the_watchers_process(bus: str) -> None:

@@ -121,6 +121,8 @@ def read_keyring(kind: KeyKind = KeyKind.PROJECT) -> str | None:
     from keyring.errors import KeyringError
 
     try:
+        if not _keyring_exists(keyring.get_keyring()):
+            return None  # nothing can be stored in a keyring that does not exist
         return keyring.get_password(SERVICE, kind.value)
     except (KeyringError, RuntimeError) as exc:
         from keyring.errors import NoKeyringError
@@ -129,6 +131,33 @@ def read_keyring(kind: KeyKind = KeyKind.PROJECT) -> str | None:
         if not isinstance(exc, NoKeyringError):  # worth a traceback, once
             report_unreadable_key(message, exc)
         raise KeyringUnavailable(message) from None  # the caller says it, in its own words
+
+
+def _keyring_exists(backend: object) -> bool:
+    """False when the Secret Service has no default keyring yet. keyring's read would create
+    one, and that pops "Choose password for new keyring" (seen: a tray started at login with
+    its project key in the environment, looking up the personal key). A read never creates a
+    keyring; saving a key does, when the user asks for it."""
+    from keyring.backends import SecretService, chainer
+
+    backends = backend.backends if isinstance(backend, chainer.ChainerBackend) else [backend]
+    services = [b for b in backends if isinstance(b, SecretService.Keyring)]
+    if not services or len(backends) > 1 or hasattr(services[0], "preferred_collection"):
+        return True  # another keyring, or a collection the user chose: read as keyring does
+    import secretstorage
+    from secretstorage.exceptions import ItemNotFoundException, SecretStorageException
+
+    try:
+        connection = secretstorage.dbus_init()
+    except SecretStorageException:
+        return True  # keyring's own read says what is wrong, in its words
+    try:
+        secretstorage.get_collection_by_alias(connection, "default")
+        return True
+    except ItemNotFoundException:
+        return False
+    finally:
+        connection.close()
 
 
 _unreadable_reported = False

@@ -68,7 +68,10 @@ class MenuProcess:
 
     def show(self, x: int, y: int) -> None:
         if self._child is not None:
-            return  # one menu at a time; a click elsewhere closes the open one
+            # An open menu holds the pointer grab, so a click that reaches the icon means the
+            # last one is still starting or stuck: a fresh menu replaces it.
+            self.close()
+            self._child = None
         try:
             child = subprocess.Popen(
                 app_command(menu_window.COMMAND, str(x), str(y)),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -186,13 +187,18 @@ def watcher_program(timeout: float = 2.0) -> str:
         return ""
 
 
-# dbusmenu labels mark a mnemonic with "_" and write a literal one as "__" (libdbusmenu's KDE,
-# LXQt, XFCE, Cinnamon). GNOME's AppIndicator extension shows the text as is: "__" would show.
-AS_IS_HOSTS = frozenset({"gnome-shell"})
+# dbusmenu labels mark a mnemonic with "_" and write a literal one as "__" (libdbusmenu: KDE,
+# LXQt, XFCE, Cinnamon). GNOME's AppIndicator extension instead drops the first "_" that is
+# followed by another character (`label.replace(/_([^_])/, '$1')`, dbusMenu.js) and shows "__"
+# as is: there, doubling only the underscore it would drop gives back the text as written.
+GNOME_HOSTS = frozenset({"gnome-shell"})
 
 
 def dbusmenu_label(text: str, host_program: str) -> str:
-    return text if host_program in AS_IS_HOSTS else text.replace("_", "__")
+    if host_program not in GNOME_HOSTS:
+        return text.replace("_", "__")
+    dropped = re.search(r"_[^_]", text)
+    return text if dropped is None else text[: dropped.start()] + "_" + text[dropped.start() :]
 
 
 class SniIcon:
