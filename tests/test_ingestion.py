@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat_tray.core.ingestion import IngestionState, LedgerBeat, failing_sentence, judge
+from heartbeat_tray.core.ingestion import (
+    IngestionState,
+    LedgerBeat,
+    failing_sentence,
+    judge,
+    lag_windows,
+)
+from heartbeat_tray.core.ingestion_store import status_from_json, status_to_json
 from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
 from heartbeat_tray.core.settings import IngestionSettings
 from heartbeat_tray.posthog.query import QueryClient, StoredBeat, hogql, parse_time
@@ -162,7 +169,7 @@ def test_a_healthy_pipeline_shows_the_lag_and_finds_the_project_once(tmp_path: P
     h = Harness(tmp_path)
     h.run(600)
     assert h.status.state is IngestionState.OK
-    assert h.status.sentence == "Ingested 10 s behind" and h.status.lag_seconds == 10.0
+    assert h.status.sentence == "Ingested 10 s behind · p95 10 s" and h.status.lag_seconds == 10.0
     assert h.status.project_id == 4242 and h.api.project_pages == 2  # followed "next" once
     assert all(q["refresh"] == "force_blocking" for q in h.api.queries)
     assert h.api.queries[0]["query"]["values"] == {"event": "heartbeat", "distinct_id": "install-1"}
@@ -323,3 +330,46 @@ def test_a_wall_clock_step_neither_opens_nor_delays_an_incident(
     h.run_on_grid(60)  # fixed
     assert h.status.state is IngestionState.OK
     assert [w["status"] for w in h.api.webhooks] == ["triggered", "resolved"]
+
+
+# --- percentiles (spec §10.1) ---
+
+
+def test_percentiles_are_nearest_rank_over_the_beats_own_time() -> None:
+    now = at(7200)
+    samples = [(at(3660 + 60 * i), float(i + 1)) for i in range(20)]  # last hour: 1..20 s
+    samples += [(at(60), 500.0)]  # two hours ago: only in the 24 h window
+    hour, day = lag_windows(samples, now)
+    assert (hour.name, hour.p50, hour.p95, hour.max, hour.n) == ("1h", 10.0, 19.0, 20.0, 20)
+    assert (day.name, day.p50, day.p95, day.max, day.n) == ("24h", 11.0, 20.0, 500.0, 21)
+    assert lag_windows([], now) == ()
+    (only_day,) = lag_windows([(at(60), 3.0)], now)  # nothing in the last hour: no 1 h window
+    assert only_day.name == "24h"
+
+
+def test_the_percentiles_follow_slow_ingestion_and_survive_a_restart(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.run(20 * 60, lag=10.0)
+    h.run(20 * 60, lag=40.0)  # ingestion slows down
+    hour = h.status.window("1h")
+    assert hour is not None and hour.max == 40.0 and hour.p95 == 40.0 and hour.p50 == 10.0
+    assert h.status.sentence == "Ingested 40 s behind · p95 40 s"
+    data = status_to_json(h.status)
+    assert data["lag"]["1h"] == {"p50": 10.0, "p95": 40.0, "max": 40.0, "n": hour.n}
+    assert data["lag"]["24h"]["n"] == hour.n
+    assert status_from_json(json.loads(json.dumps(data))) == h.status
+
+    h.poller = h.make_poller()  # a restart: the lags kept in the state file count on
+    h.run(10 * 60, lag=5.0)
+    after = h.status.window("1h")
+    assert after is not None and after.n >= hour.n + 10 and after.max == 40.0
+
+
+def test_lags_older_than_a_day_leave_the_state_file(tmp_path: Path) -> None:
+    h = Harness(tmp_path, interval=3600, poll=3600, alert_after=7200)
+    h.run(3 * 3600, beat_every=3600, lag=300.0)
+    h.run(24 * 3600, beat_every=3600, lag=2.0)
+    day = h.status.window("24h")
+    assert day is not None and day.max == 2.0  # the slow hours of yesterday are gone
+    kept = h.store._db.execute("SELECT count(*) FROM lags").fetchone()[0]
+    assert kept == day.n <= 25

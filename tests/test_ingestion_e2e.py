@@ -54,16 +54,22 @@ def test_the_lag_shown_is_posthogs_own(app: App, posthog: CaptureServer) -> None
     configure(app, posthog)
     proc = app.start("run", env=ENV)
     state = wait_until(
-        lambda: (i := ingestion(app))["state"] == "ok" and i["lag_seconds"] is not None and i,
+        lambda: (
+            (i := ingestion(app))["state"] == "ok" and i["lag"].get("1h", {}).get("n", 0) >= 3 and i
+        ),
         timeout=20,
-        what="an ingested beat",
+        what="three ingested beats",
     )
     assert abs(state["lag_seconds"] - 2.0) <= 0.5, state
-    assert state["sentence"] == "Ingested 2 s behind"
+    assert state["sentence"] == "Ingested 2 s behind · p95 2 s"
+    hour, day = state["lag"]["1h"], state["lag"]["24h"]
+    assert all(abs(hour[k] - 2.0) <= 0.5 for k in ("p50", "p95", "max")), hour
+    assert day["n"] == hour["n"] and day["p95"] == hour["p95"]
     assert state["project_id"] == 4242
     assert all(q["body"]["refresh"] == "force_blocking" for q in posthog.queries)
     text = app.run("status", env=ENV).stdout
-    assert "ingestion:       Ingested 2 s behind" in text
+    assert "ingestion:       Ingested 2 s behind · p95 2 s" in text
+    assert "  lag, last hour:  p50 2 s · p95 2 s · max 2 s (" in text
     stop(proc)
 
 

@@ -163,6 +163,13 @@ def _lines(report: dict[str, Any]) -> list[str]:
     if report["last_outcome"]:
         lines.append(f"  last answer:     {report['last_outcome']['sentence']}")
     lines.append(f"  ingestion:       {report['ingestion']['sentence']}")
+    for name, label in (("1h", "last hour"), ("24h", "last 24 h")):
+        lag = report["ingestion"].get("lag", {}).get(name)
+        if lag:
+            lines.append(
+                f"{'  lag, ' + label + ':':<19}p50 {lag['p50']:.0f} s · p95 {lag['p95']:.0f} s · "
+                f"max {lag['max']:.0f} s ({lag['n']} beats)"
+            )
     if report["rate_limited_until"]:
         until = datetime.fromisoformat(report["rate_limited_until"].replace("Z", "+00:00"))
         lines.append(

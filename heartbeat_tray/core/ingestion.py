@@ -18,9 +18,10 @@ Rules (the README's "Ingestion check" section says them for users):
 from __future__ import annotations
 
 import enum
+import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from heartbeat_tray.posthog.query import StoredBeat
@@ -77,6 +78,8 @@ class Judgement:
     behind_seconds: float | None = None  # how old that beat is (monotonic, where it can be)
     newest_stored_mono: float | None = None  # its acceptance on this run's monotonic clock
     incident_since_mono: float | None = None  # the first unproven beat's, likewise
+    live_lags: Mapping[str, tuple[datetime, float]] = field(default_factory=dict)
+    """uuid → (PostHog's timestamp, lag) of each live beat seen stored: the percentiles' data."""
 
 
 def judge(
@@ -162,7 +165,45 @@ def judge(
         behind_seconds=behind,
         newest_stored_mono=newest.mono if newest else None,
         incident_since_mono=first.mono if first else None,
+        live_lags={
+            b.uuid: (stored[b.uuid].timestamp, _lag(stored[b.uuid])) for b in ingested if b.live
+        },
     )
+
+
+def _lag(beat: StoredBeat) -> float:
+    return (beat.created_at - beat.timestamp).total_seconds()
+
+
+LAG_WINDOWS = (("1h", 3600), ("24h", 86400))  # spec §10.1: over the last hour and 24 hours
+
+
+@dataclass(frozen=True)
+class LagWindow:
+    """The lags of the live beats stored in one window: nearest-rank percentiles."""
+
+    name: str
+    p50: float
+    p95: float
+    max: float
+    n: int
+
+
+def lag_windows(samples: Sequence[tuple[datetime, float]], now: datetime) -> tuple[LagWindow, ...]:
+    """Each window of ``LAG_WINDOWS`` that holds at least one beat, by the beats' own time."""
+    found = []
+    for name, seconds in LAG_WINDOWS:
+        start = now - timedelta(seconds=seconds)
+        lags = sorted(lag for when, lag in samples if when > start)
+        if lags:
+            found.append(LagWindow(name, _rank(lags, 0.50), _rank(lags, 0.95), lags[-1], len(lags)))
+    return tuple(found)
+
+
+def _rank(ordered: Sequence[float], share: float) -> float:
+    """The nearest-rank percentile: the smallest lag with at least ``share`` of them at or
+    below it (p95 of 20 beats is the 19th; no interpolation between beats)."""
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 @dataclass(frozen=True)
@@ -178,12 +219,20 @@ class IngestionStatus:
     lost: int = 0
     incident_since: datetime | None = None
     project_id: int | None = None
+    lag_windows: tuple[LagWindow, ...] = ()
+
+    def window(self, name: str) -> LagWindow | None:
+        return next((w for w in self.lag_windows if w.name == name), None)
 
 
-def ok_sentence(lag: float | None) -> str:
+def ok_sentence(lag: float | None, hour: LagWindow | None = None) -> str:
+    """``Ingested 12 s behind · p95 31 s``: the newest live beat's lag, the last hour's p95."""
     if lag is None:
         return "Ingested"
-    return f"Ingested {max(0.0, lag):.0f} s behind"
+    sentence = f"Ingested {max(0.0, lag):.0f} s behind"
+    if hour is not None and hour.n > 1:
+        sentence += f" · p95 {max(0.0, hour.p95):.0f} s"
+    return sentence
 
 
 def failing_sentence(newest_stored: datetime | None, behind: float | None, since: datetime) -> str:

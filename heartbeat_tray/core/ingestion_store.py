@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 
 from heartbeat_tray.core.clock import RUN_ID
 from heartbeat_tray.core.event import iso_utc
-from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus, Judgement, LedgerBeat
+from heartbeat_tray.core.ingestion import (
+    LAG_WINDOWS,
+    IngestionState,
+    IngestionStatus,
+    Judgement,
+    LagWindow,
+    LedgerBeat,
+)
 from heartbeat_tray.core.outbox import SCHEMA, Outbox
 
 log = logging.getLogger(__name__)
@@ -72,6 +80,15 @@ def status_to_json(status: IngestionStatus) -> dict[str, Any]:
         "lost": status.lost,
         "incident_since": when(status.incident_since),
         "project_id": status.project_id,
+        "lag": {
+            w.name: {
+                "p50": round(w.p50, 1),
+                "p95": round(w.p95, 1),
+                "max": round(w.max, 1),
+                "n": w.n,
+            }
+            for w in status.lag_windows
+        },
     }
 
 
@@ -87,8 +104,12 @@ def status_from_json(data: Any) -> IngestionStatus | None:
             lost=int(data.get("lost") or 0),
             incident_since=_time(data.get("incident_since")),
             project_id=data.get("project_id"),
+            lag_windows=tuple(
+                LagWindow(name, float(w["p50"]), float(w["p95"]), float(w["max"]), int(w["n"]))
+                for name, w in (data.get("lag") or {}).items()
+            ),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
@@ -161,6 +182,22 @@ class IngestionStore:
 
     def lost(self) -> int:
         return int(self._read("ingestion_lost") or 0)
+
+    def record_lags(
+        self, lags: Mapping[str, tuple[datetime, float]], now: datetime
+    ) -> list[tuple[datetime, float]]:
+        """Keep each live beat's lag for the longest percentile window (24 h, by the beat's
+        own time, as PostHog stamped it); returns what the window holds now."""
+        oldest = now.timestamp() - max(seconds for _name, seconds in LAG_WINDOWS)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO lags (uuid, beat_time, lag) VALUES (?, ?, ?)",
+                [(u, when.timestamp(), lag) for u, (when, lag) in lags.items()],
+            )
+            self._db.execute("DELETE FROM lags WHERE beat_time <= ?", (oldest,))
+        rows = self._db.execute("SELECT beat_time, lag FROM lags").fetchall()
+        return [(_utc(when), lag) for when, lag in rows]
 
     # --- the incident, the status, the project ---
 

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS accepted (
     accepted_mono REAL,
     run_id TEXT
 );
+CREATE TABLE IF NOT EXISTS lags (
+    uuid TEXT PRIMARY KEY,
+    beat_time REAL NOT NULL,
+    lag REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS webhooks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL,

@@ -30,6 +30,7 @@ from heartbeat_tray.core.ingestion import (
     Judgement,
     failing_sentence,
     judge,
+    lag_windows,
     ok_sentence,
     query_window,
 )
@@ -235,9 +236,11 @@ class IngestionPoller:
         )
         try:
             lost = self._store.apply(judgement)
+            windows = lag_windows(self._store.record_lags(judgement.live_lags, wall), wall)
             self._disk_problem = self._store.degraded
         except sqlite3.Error as exc:  # a full or locked disk: judge and alert all the same
             lost = self._status.lost
+            windows = lag_windows(list(judgement.live_lags.values()), wall)
             self._disk_problem = f"the state file cannot be written ({exc})"
         incident = self._store.incident() or self._unkept_incident
         if (
@@ -263,7 +266,9 @@ class IngestionPoller:
         else:
             since = None
             sentence = (
-                ok_sentence(judgement.lag_seconds)
+                ok_sentence(
+                    judgement.lag_seconds, next((w for w in windows if w.name == "1h"), None)
+                )
                 if judgement.state is IngestionState.OK
                 else "Waiting for the first beat to be ingested"
             )
@@ -285,6 +290,7 @@ class IngestionPoller:
                 lost=lost,
                 incident_since=since,
                 project_id=project_id,
+                lag_windows=windows,
             )
         )
         log.info("Ingestion check: %s (lost so far: %d)", sentence, lost)
