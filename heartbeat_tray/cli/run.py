@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import signal
+import socket
+import sys
 import threading
+import traceback
 
 from heartbeat_tray.cli.context import EXIT_OK, Context, say
 from heartbeat_tray.core.alert_rules import Alert
@@ -68,12 +74,62 @@ def _run(engine: Engine, masked_key: str) -> int:
     engine.start()
     try:
         while True:
-            stop.wait()
+            _sleep_until(stop)
             if not reload_wanted.is_set():
                 break
             stop.clear()
             reload_wanted.clear()
             engine.reload()  # the file again, this run's overrides still on top
     finally:
+        watchdog = threading.Timer(STOP_GRACE_SECONDS, _stuck_stopping)
+        watchdog.daemon = True
+        watchdog.start()
         engine.stop(timeout=1.0)
     return EXIT_OK
+
+
+STOP_GRACE_SECONDS = 5.0  # a service manager's stop must not wait on a stuck request or disk
+
+
+def _sleep_until(flag: threading.Event) -> None:
+    """Block the main thread until a signal handler sets ``flag``, without waking meanwhile.
+
+    It sleeps in select() on the signal wakeup fd, which the interpreter's C-level handler
+    writes whichever thread the signal lands on: in an untimed ``Event.wait()`` a SIGTERM was
+    once slept through (a CI run: the process still beating 10 s after it).
+    """
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        while not flag.is_set():
+            with contextlib.suppress(InterruptedError):
+                select.select([reader], [], [])
+            with contextlib.suppress(BlockingIOError, OSError):
+                reader.recv(4096)
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+
+
+def _stuck_stopping() -> None:
+    """Stopping took too long: say where each thread was, then end. A beat in flight stays
+    queued in the outbox (each change is its own transaction) and goes at the next start."""
+    # the last resort, should the log itself be stuck behind a thread that holds its lock
+    last_resort = threading.Timer(1.0, os._exit, args=(EXIT_OK,))
+    last_resort.daemon = True
+    last_resort.start()
+    stacks = "\n".join(
+        f"{thread.name}:\n{''.join(traceback.format_stack(frame))}"
+        for thread in threading.enumerate()
+        if (frame := sys._current_frames().get(thread.ident or -1)) is not None
+    )
+    log.error(
+        "Stopping took over %.0f s; ending now. Where each thread was:\n%s",
+        STOP_GRACE_SECONDS,
+        stacks,
+    )
+    logging.shutdown()
+    os._exit(EXIT_OK)

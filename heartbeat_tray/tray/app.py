@@ -467,7 +467,7 @@ class TrayApp:
 
     def _show_icon(self) -> None:
         self.icon.visible = True
-        log.info("Tray icon shown")
+        log.info("Tray icon created; it shows once a tray host takes it")
 
     def _start_core(self, autostart: bool) -> None:
         self.state.subscribe(self.on_snapshot)

@@ -62,10 +62,6 @@ class MenuProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._sent: bytes = b""
 
-    @property
-    def is_open(self) -> bool:
-        return self._child is not None
-
     def show(self, x: int, y: int) -> None:
         if self._child is not None:
             # An open menu holds the pointer grab, so a click that reaches the icon means the

@@ -62,13 +62,8 @@ class XorgIcon(_xorg.Icon):  # type: ignore[misc]
 
         self._message_handlers[Xlib.X.ClientMessage] = on_client_message
 
-    # Defect 1: dock once, stay docked.
-    def _assert_docked(self) -> None:
-        if not self._systray_manager:
-            self._dock_window()
-        assert self._systray_manager
-
-    # Defect 5: without a manager, wait quietly (pystray logged a traceback at every update).
+    # Defect 1: dock once, stay docked. Defect 5: without a manager, wait quietly (pystray
+    # logged a traceback at every update).
     def _docked(self) -> bool:
         if not self._systray_manager:
             self._dock_window()
