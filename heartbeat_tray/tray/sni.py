@@ -123,6 +123,19 @@ def watcher_present(timeout: float = 2.0) -> bool | None:
         return None
 
 
+def _watcher_changes() -> MatchRule:
+    """The bus's NameOwnerChanged signals for the StatusNotifierWatcher's name."""
+    rule = MatchRule(
+        type="signal",
+        sender="org.freedesktop.DBus",
+        interface="org.freedesktop.DBus",
+        member="NameOwnerChanged",
+        path="/org/freedesktop/DBus",
+    )
+    rule.add_arg_condition(0, WATCHER)
+    return rule
+
+
 def watch_for_watcher(on_appeared: Callable[[], None]) -> Callable[[], None] | None:
     """Calls ``on_appeared`` (on a thread of its own) when a StatusNotifierWatcher takes its
     name: a panel started after the app, or GNOME's AppIndicator extension enabled later.
@@ -133,14 +146,7 @@ def watch_for_watcher(on_appeared: Callable[[], None]) -> Callable[[], None] | N
     except Exception as exc:
         log.info("No D-Bus session bus to watch for a tray host (%s)", exc)
         return None
-    rule = MatchRule(
-        type="signal",
-        sender="org.freedesktop.DBus",
-        interface="org.freedesktop.DBus",
-        member="NameOwnerChanged",
-        path="/org/freedesktop/DBus",
-    )
-    rule.add_arg_condition(0, WATCHER)
+    rule = _watcher_changes()
     stopped = threading.Event()
     try:
         conn.send_and_get_reply(message_bus.AddMatch(rule), timeout=5)
@@ -304,15 +310,7 @@ class SniIcon:
     def start(self) -> None:
         self._conn = open_dbus_connection(bus="SESSION")
         conn = self._conn
-        rule = MatchRule(
-            type="signal",
-            sender="org.freedesktop.DBus",
-            interface="org.freedesktop.DBus",
-            member="NameOwnerChanged",
-            path="/org/freedesktop/DBus",
-        )
-        rule.add_arg_condition(0, WATCHER)
-        conn.send_and_get_reply(message_bus.AddMatch(rule), timeout=5)
+        conn.send_and_get_reply(message_bus.AddMatch(_watcher_changes()), timeout=5)
         self._thread = threading.Thread(target=self._serve, name="sni-dbus", daemon=True)
         self._thread.start()
         if watcher_present():
