@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -222,6 +223,7 @@ def events_from(
 # --- 1. idle footprint ---
 
 
+WITHOUT_METRICS = "the same `run` without metrics, same run"
 WITHOUT_CHECK = "the same `run` without the check, same run"
 
 
@@ -233,6 +235,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
     keyring = None
     tray_env = Env("tray")
     checked_env = Env("checked")
+    metrics_env = Env("metrics")
     sni_env = Env("sni")
     sni_host = None
     try:
@@ -256,6 +259,26 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
                 "run", "--interval", str(interval), "--host", server.url, "--distinct-id", "checked"
             ),
             env={**checked_env.vars, "POSTHOG_PERSONAL_API_KEY": PERSONAL_KEY},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # the same run serving Prometheus metrics that nobody scrapes
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            metrics_port = probe.getsockname()[1]
+        procs["metrics"] = subprocess.Popen(
+            ours(
+                "run",
+                "--interval",
+                str(interval),
+                "--host",
+                server.url,
+                "--distinct-id",
+                "metrics",
+                "--metrics",
+                f"127.0.0.1:{metrics_port}",
+            ),
+            env=metrics_env.vars,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -315,6 +338,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             "peer": lambda: [e for e in server.events if e.get("distinct_id") == "sdk-peer"],
             "tray": lambda: events_from(server, "heartbeat-tray", "tray"),
             "checked": lambda: events_from(server, "heartbeat-tray", "checked"),
+            "metrics": lambda: events_from(server, "heartbeat-tray", "metrics"),
             "sni": lambda: events_from(server, "heartbeat-tray", "sni"),
         }
         for name in procs:
@@ -337,6 +361,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         env.cleanup()
         tray_env.cleanup()
         checked_env.cleanup()
+        metrics_env.cleanup()
         sni_env.cleanup()
         if sni_host is not None:
             sni_host.stop()
@@ -346,6 +371,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         "peer": "sdk-peer",
         "tray": "tray",
         "checked": "checked",
+        "metrics": "metrics",
         "sni": "sni",
     }
     # every request to the app API: the project lookup and the queries
@@ -411,6 +437,22 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             "0",
             c["quiet_wakeups"] == 0,
             peer_name=WITHOUT_CHECK,
+        ),
+    ]
+    m = figures("metrics")
+    metrics = f"idle with metrics on, not scraped, {span}"
+    rows += [
+        Row(metrics, "RSS", m["rss"], o["rss"], "MiB", peer_name=WITHOUT_METRICS),
+        Row(metrics, "threads", m["threads"], o["threads"], "", peer_name=WITHOUT_METRICS),
+        Row(
+            metrics,
+            "wakeups/s between beats",
+            m["quiet_wakeups"],
+            o["quiet_wakeups"],
+            "/s",
+            "0",
+            m["quiet_wakeups"] == 0,
+            peer_name=WITHOUT_METRICS,
         ),
     ]
     if with_tray:

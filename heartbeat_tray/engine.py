@@ -38,6 +38,7 @@ from heartbeat_tray.posthog.query import QueryClient
 from heartbeat_tray.system.atomic_file import write_atomically
 from heartbeat_tray.system.keystore import KeyStore, report_unreadable_key
 from heartbeat_tray.system.log_setup import never_log
+from heartbeat_tray.system.metrics import MetricsError, MetricsServer
 from heartbeat_tray.system.paths import AppPaths
 from heartbeat_tray.system.webhook import WebhookSender
 
@@ -69,6 +70,7 @@ class Engine:
         )
         self._on_alert = on_alert
         self._tray_problem: str | None = None
+        self.metrics: MetricsServer | None = None
         loaded = loaded or load_settings(paths.config_file)
         self.settings = loaded.settings.with_overrides(overrides)
         self.state = AppState()
@@ -127,9 +129,33 @@ class Engine:
     # --- life ---
 
     def start(self) -> None:
+        """Start beating. A metrics endpoint that cannot listen is said (an alert) and the
+        heartbeat goes on; ``run`` calls ``start_metrics`` first to refuse to start instead."""
+        if self.metrics is None:
+            self._serve_metrics_or_say()
         self._write_running_file()
         self.ticker.start()
         self.poller.start()
+
+    def start_metrics(self) -> None:
+        """Listen at ``[metrics] listen`` (``run --metrics``), if set; raises MetricsError."""
+        address = self.settings.metrics.address()
+        if address is None or self.metrics is not None:
+            return
+        server = MetricsServer(*address, lambda: self.state.snapshot)
+        server.start()
+        self.metrics = server
+
+    def _serve_metrics_or_say(self) -> None:
+        try:
+            self.start_metrics()
+        except MetricsError as exc:
+            self._emit(Alert("Heartbeat metrics are off", str(exc)))
+
+    def _stop_metrics(self) -> None:
+        server, self.metrics = self.metrics, None
+        if server is not None:
+            server.stop()
 
     def stop(self, timeout: float = 1.0) -> bool:
         """Stop the ticker; True if it ended in time (then the outbox and client are closed)."""
@@ -144,6 +170,7 @@ class Engine:
             self.webhooks.close()
         else:
             log.info("A request was still in flight; its beat stays queued for the next start")
+        self._stop_metrics()
         self._remove_running_file()
         return finished
 
@@ -161,7 +188,11 @@ class Engine:
                 log.warning("Kept the last good settings: %s", loaded.problem)
             self.state.update(settings_problem=loaded.problem)
             return loaded
+        before = self.settings
         self.settings = loaded.settings.with_overrides(self.overrides)
+        if self.settings.metrics != before.metrics:
+            self._stop_metrics()
+            self._serve_metrics_or_say()
         self.ticker.apply(self._config(self.settings))
         self.poller.apply(self._poller_config(self.settings))
         self.state.update(settings_problem=None)

@@ -5,6 +5,7 @@ moves: shared by the unit tests and the time-to-alert benchmark (which must not 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ PROJECT_KEY = "phc_" + "k" * 43
 
 
 START_MONO = 1000.0
+Lag = float | Callable[[], float] | None  # seconds from capture to stored; None: never stored
 
 
 class FakeClock:
@@ -57,8 +59,9 @@ class FakeClock:
 class FakeAppApi:
     """PostHog's app API as the poller sees it: projects, the query endpoint, a webhook."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, start: datetime = T0) -> None:
         self.clock = clock
+        self.start = start
         self.stored: dict[str, StoredBeat] = {}
         self.queries: list[dict[str, Any]] = []
         self.query_times: list[float] = []
@@ -73,7 +76,7 @@ class FakeAppApi:
 
     def server_now(self) -> datetime:
         """PostHog's own clock: it runs on when ours is stepped (it starts at T0 with ours)."""
-        return T0 + timedelta(seconds=self.clock.monotonic() - START_MONO)
+        return self.start + timedelta(seconds=self.clock.monotonic() - START_MONO)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -138,9 +141,11 @@ class Harness:
         poll: int = 60,
         alert_after: int = 300,
         interval: int = 60,
+        start: datetime = T0,
+        **ingestion_settings: Any,
     ) -> None:
-        self.clock = FakeClock(start_wall=T0)
-        self.api = FakeAppApi(self.clock)
+        self.clock = FakeClock(start_wall=start)
+        self.api = FakeAppApi(self.clock, start)
         self.outbox = Outbox(tmp_path / "outbox.sqlite3")
         self.path = tmp_path / "outbox.sqlite3"
         self.alerts: list[Alert] = []
@@ -149,6 +154,7 @@ class Harness:
             poll_seconds=poll,
             alert_after_seconds=alert_after,
             webhook_url="https://hooks.example/hook" if webhook else "",
+            **ingestion_settings,
         )
         self.settings = Settings(interval_seconds=interval, ingestion=ingestion)
         self.n = 0
@@ -170,7 +176,7 @@ class Harness:
             random_fraction=lambda: 1.0,
         )
 
-    def beat(self, stored_with_lag: float | None = 10.0) -> None:
+    def beat(self, stored_with_lag: Lag = 10.0) -> None:
         """One accepted live beat now; PostHog stores it after the lag (None: never)."""
         wall = self.clock.wall()
         uid = f"b{self.n}"
@@ -178,11 +184,13 @@ class Harness:
         stamp = wall.timestamp()
         accepted = (uid, stamp, stamp + 0.1, True, self.clock.monotonic() + 0.1, RUN_ID)
         self.outbox.settle([], {}, [accepted])
+        if callable(stored_with_lag):  # a lag that varies from beat to beat
+            stored_with_lag = stored_with_lag()
         if stored_with_lag is not None:  # PostHog's own times: sent_at corrects our skew
             at = self.api.server_now()
             self.api.stored[uid] = StoredBeat(uid, at, at + timedelta(seconds=stored_with_lag))
 
-    def run(self, seconds: float, beat_every: float | None = 60, lag: float | None = 10.0) -> None:
+    def run(self, seconds: float, beat_every: float | None = 60, lag: Lag = 10.0) -> None:
         """Beats every minute and the poller as its thread would, for ``seconds``."""
         end = self.clock.monotonic() + seconds
         next_beat = self.clock.monotonic()

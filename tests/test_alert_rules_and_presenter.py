@@ -133,3 +133,15 @@ def test_secrets_can_be_registered_while_other_threads_format_log_lines() -> Non
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_slow_ingestion_asks_for_attention_and_is_the_tooltip_line() -> None:
+    from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus
+
+    sentence = "Ingestion slow: p95 412 s over 15 min (over 300 s)"
+    snap = Snapshot(ingestion=IngestionStatus(state=IngestionState.SLOW, sentence=sentence))
+    view = present(snap, launch_at_login=False)
+    assert view.needs_attention and view.title == f"Heartbeat — {sentence}"
+    assert view.icon is IconState.HEALTHY  # beats are stored: the heart still beats
+    calm = present(replace(snap, ingestion=IngestionStatus(state=IngestionState.OK)), False)
+    assert not calm.needs_attention

@@ -16,7 +16,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "heartbeat_tray"
 GUI = ("pystray", "tkinter", "PIL", "keyring", "Xlib", "gi", "PyObjCTools")
 RULES = {
     # folder: forbidden import prefixes
-    "core": (*GUI, "heartbeat_tray.tray", "heartbeat_tray.dialog", "heartbeat_tray.cli"),
+    "core": (
+        *GUI,
+        "prometheus_client",
+        "heartbeat_tray.tray",
+        "heartbeat_tray.dialog",
+        "heartbeat_tray.cli",
+    ),
     "posthog": (*GUI, "heartbeat_tray.tray", "heartbeat_tray.dialog", "heartbeat_tray.cli"),
     "system": ("heartbeat_tray.tray", "heartbeat_tray.dialog", "heartbeat_tray.cli"),
 }

@@ -24,6 +24,7 @@ def test_every_scenario_produces_figures_for_ours_and_the_peer(tmp_path: Path) -
     scenarios = (
         "idle",
         "idle with the ingestion check",
+        "idle with metrics on, not scraped",
         "tray idle",
         "SNI tray idle",
         "accuracy",
@@ -37,7 +38,7 @@ def test_every_scenario_produces_figures_for_ours_and_the_peer(tmp_path: Path) -
     for scenario in scenarios:
         assert f"| {scenario}" in text, scenario
     rows = [line for line in text.splitlines() if line.startswith("| ") and "scenario" not in line]
-    assert len(rows) == 34  # every figure of every scenario
+    assert len(rows) == 37  # every figure of every scenario
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2] != "—", row  # every figure of ours was measured

@@ -15,6 +15,8 @@ from heartbeat_tray.core.ingestion import (
     failing_sentence,
     judge,
     lag_windows,
+    slow_sentence,
+    slowness,
 )
 from heartbeat_tray.core.ingestion_store import status_from_json, status_to_json
 from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
@@ -189,6 +191,7 @@ def test_a_break_downstream_alerts_once_and_recovery_once_also_across_a_restart(
     hook = h.api.webhooks[0]
     assert set(hook) == {
         "status",
+        "kind",
         "incident",
         "text",
         "event",
@@ -373,3 +376,86 @@ def test_lags_older_than_a_day_leave_the_state_file(tmp_path: Path) -> None:
     assert day is not None and day.max == 2.0  # the slow hours of yesterday are gone
     kept = h.store._db.execute("SELECT count(*) FROM lags").fetchone()[0]
     assert kept == day.n <= 25
+
+
+# --- slow ingestion (spec §10.1) ---
+
+
+def test_slowness_is_the_p95_of_the_window_and_needs_three_beats() -> None:
+    now = at(3600)
+    samples = [(at(3600 - 60 * i), float(lag)) for i, lag in enumerate([400, 10, 10])]
+    slow = slowness(samples, now, threshold_seconds=300, window_seconds=900)
+    assert slow is not None and slow.p95 == 400.0 and slow.n == 3 and slow.slow
+    assert not slowness(samples[:2], now, threshold_seconds=300, window_seconds=900).slow  # type: ignore[union-attr]
+    assert slowness(samples, now, threshold_seconds=0, window_seconds=900) is None  # off
+    old = [(at(0), 999.0)] * 5  # an hour ago: outside a 15 min window
+    assert slowness(old, now, threshold_seconds=300, window_seconds=900) is None
+    assert slow_sentence(slow) == "Ingestion slow: p95 400 s over 15 min (over 300 s)"
+
+
+def test_slow_ingestion_alerts_once_across_a_restart_and_resolves_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path, alert_after=600, slow_after_seconds=120, slow_window_seconds=900)
+    h.run(20 * 60, lag=10.0)
+    assert h.status.state is IngestionState.OK and h.alerts == []
+    h.run(20 * 60, lag=200.0)  # stored, but more than 2 min late
+    assert h.status.state is IngestionState.SLOW
+    assert h.status.sentence.startswith("Ingestion slow: p95 200 s over 15 min (over 120 s)")
+    assert h.state.snapshot.status_line == h.status.sentence  # the tooltip says it
+    assert [a.title for a in h.alerts] == ["Heartbeat ingestion slow"]
+    assert "p95 lag 200 s over the last 15 min" in h.alerts[0].message
+    (hook,) = h.api.webhooks
+    assert (hook["status"], hook["kind"], hook["threshold_seconds"]) == ("slow", "slow", 120)
+    assert hook["p95_seconds"] == 200.0 and hook["window_seconds"] == 900
+    assert h.state.snapshot.checks.incidents == {"slow": 1}
+
+    h.poller = h.make_poller()  # a restart in the middle of the incident
+    h.run(10 * 60, lag=200.0)
+    assert [w["status"] for w in h.api.webhooks] == ["slow"]  # not again
+    assert h.status.state is IngestionState.SLOW
+
+    h.run(30 * 60, lag=5.0)  # back to speed once the window's p95 is under the threshold
+    assert h.status.state is IngestionState.OK
+    assert [w["status"] for w in h.api.webhooks] == ["slow", "resolved"]
+    assert h.api.webhooks[1]["kind"] == "slow"
+    assert h.api.webhooks[0]["incident"] == h.api.webhooks[1]["incident"]
+    assert [a.title for a in h.alerts] == [
+        "Heartbeat ingestion slow",
+        "Heartbeat ingestion back to speed",
+    ]
+
+
+def test_a_not_ingested_incident_takes_precedence_over_slow(tmp_path: Path) -> None:
+    # stored 200 s late with alert after 180 s: behind the threshold, and slow too
+    h = Harness(tmp_path, alert_after=180, slow_after_seconds=120, slow_window_seconds=900)
+    h.run(5 * 60, lag=2.0)
+    h.run(30 * 60, lag=200.0)
+    assert h.status.state is IngestionState.FAILING
+    assert [a.title for a in h.alerts] == ["Heartbeat not ingested"]
+    assert [(w["status"], w["kind"]) for w in h.api.webhooks] == [("triggered", "not_ingested")]
+
+
+def test_turning_the_slow_check_off_resolves_an_open_slow_incident(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    h = Harness(tmp_path, alert_after=600, slow_after_seconds=120, slow_window_seconds=900)
+    h.run(20 * 60, lag=200.0)
+    assert h.status.state is IngestionState.SLOW
+    off = replace(h.settings, ingestion=replace(h.settings.ingestion, slow_after_seconds=0))
+    h.poller.apply(PollerConfig(off, "install-1"))
+    h.run(3 * 60, lag=200.0)
+    assert h.status.state is IngestionState.OK
+    assert [w["status"] for w in h.api.webhooks] == ["slow", "resolved"]
+
+
+def test_the_metrics_histogram_counts_each_lag_once_even_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path)
+    h.run(10 * 60, lag=10.0)
+    lags = h.state.snapshot.checks.lags
+    assert lags.n == len(h.api.stored) == 10
+    assert dict(lags.cumulative())["10"] == lags.n and dict(lags.cumulative())["5"] == 0
+    assert lags.total == 10.0 * lags.n
+    h.poller = h.make_poller()  # a restart: the kept lags are not counted again
+    h.run(3 * 60, lag=10.0)
+    assert h.state.snapshot.checks.lags.n == len(h.api.stored) - 10 > 0

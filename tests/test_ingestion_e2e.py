@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -306,3 +307,72 @@ def test_beats_stored_late_are_behind_not_lost(app: App, posthog: CaptureServer)
     posthog.wait_for(lambda: len(posthog.queries) >= count + 6, timeout=20)
     stop(proc)
     assert ingestion(app)["lost"] == 0
+
+
+def test_slow_ingestion_alerts_once_resolves_once_and_the_history_shows_the_lags(
+    app: App, posthog: CaptureServer, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from heartbeat_tray.dialog.history_chart import POINT
+
+    app.write_config(
+        f'host = "{posthog.url}"\ninterval_seconds = 1\n'
+        "[ingestion]\npoll_seconds = 1\nalert_after_seconds = 30\n"
+        "slow_after_seconds = 1\nslow_window_seconds = 5\n"
+        f'webhook_url = "{posthog.url}/webhook"\n'
+    )
+    posthog.ingest_lag = 2.0  # stored, but 2 s late: over the 1 s threshold
+    proc = app.start("run", env=ENV)
+    try:
+        (slow,) = posthog.wait_for_webhooks(1)
+        assert (slow["status"], slow["kind"], slow["threshold_seconds"]) == ("slow", "slow", 1)
+        assert slow["p95_seconds"] >= 2.0
+        state = wait_until(lambda: (i := ingestion(app))["state"] == "slow" and i)
+        assert state["sentence"].startswith("Ingestion slow: p95 2 s over 5 s (over 1 s)")
+        assert "  ingestion:       Ingestion slow: p95 " in app.run("status").stdout
+        posthog.ingest_lag = 0.2  # back to speed
+        hooks = posthog.wait_for_webhooks(2)
+        assert [(h["status"], h["kind"]) for h in hooks] == [("slow", "slow"), ("resolved", "slow")]
+        assert hooks[0]["incident"] == hooks[1]["incident"]
+        wait_until(lambda: ingestion(app)["state"] == "ok")
+    finally:
+        err = stop(proc)
+    assert err.count("Heartbeat ingestion slow:") == 1
+    assert err.count("Heartbeat ingestion back to speed:") == 1
+    assert len(posthog.webhooks) == 2  # once each
+
+    picture = tmp_path / "history.png"
+    written = app.run("history", "--png", str(picture))
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == f"Wrote the ingestion lag of the last 24 h to {picture}.\n"
+    image = Image.open(picture).convert("RGB")
+    assert image.size == (960, 440)
+    dots = sum(
+        count
+        for count, colour in image.getcolors(1 << 24) or []
+        if all(abs(a - b) <= 20 for a, b in zip(colour, POINT, strict=True))
+    )
+    assert dots >= 20  # the lags, at the right edge: now
+
+
+def test_history_says_what_is_wrong_in_one_sentence_and_writes_nothing_then(
+    app: App, tmp_path: Path
+) -> None:
+    folder = app.run("history", "--png", str(tmp_path))
+    assert folder.returncode == 2
+    assert folder.stderr == (
+        f"heartbeat-tray: {tmp_path} is a folder; give a file name such as history.png.\n"
+    )
+    missing = app.run("history", "--png", str(tmp_path / "no" / "such" / "h.png"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert f"The folder {tmp_path / 'no' / 'such'} does not exist" in missing.stderr
+    refused = app.run("history", "--png", "/proc/heartbeat-history.png")  # even root cannot
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "Could not write /proc/heartbeat-history.png (" in refused.stderr
+    assert "choose a folder you can write to" in refused.stderr
+    headless = app.run("history", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
+    assert headless.returncode == 2 and headless.stderr.count("\n") == 1
+    assert "'heartbeat-tray history --png FILE'" in headless.stderr
+    assert "Traceback" not in folder.stderr + missing.stderr + refused.stderr + headless.stderr
+    assert not (tmp_path / "no").exists()

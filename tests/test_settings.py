@@ -249,3 +249,53 @@ def test_installation_id_is_generated_once(tmp_path: Path) -> None:
     first = installation_id(path)
     assert first.startswith("heartbeat-tray-")
     assert installation_id(path) == first
+
+
+@pytest.mark.parametrize(
+    ("content", "sentence"),
+    [
+        (
+            "[ingestion]\npoll_seconds = 120\nslow_after_seconds = 30",
+            "config.toml line 3: Slow after (30 s) is shorter than the check interval "
+            "(poll_seconds = 120): a slow incident could never be seen in time; set it to at "
+            "least 120, or 0 to turn it off",
+        ),
+        ("[ingestion]\nslow_window_seconds = 0", "The slow window must be a whole number"),
+        ('[metrics]\nlisten = ":9464"', "':9464' is not a metrics address; give HOST:PORT"),
+        ('[metrics]\nlisten = "example.com:9464"', "'example.com' is not an IP address"),
+        ('[metrics]\nlisten = "127.0.0.1:70000"', "is not a metrics address"),
+        ('[metrics]\nlisten = "::1:9464"', "Write an IPv6 address in brackets: [::1]:9464"),
+        ("[metrics]\nport = 9464", "[metrics] has no setting 'port'; it has 'listen'"),
+    ],
+)
+def test_slow_and_metrics_settings_refuse_bad_values_with_a_sentence(
+    tmp_path: Path, content: str, sentence: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(content)
+    loaded = load_settings(path)
+    assert loaded.problem is not None and sentence in loaded.problem, loaded.problem
+
+
+def test_slow_settings_default_and_stay_out_of_a_saved_file_unless_set(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    save_settings(path, Settings())
+    assert "slow_" not in path.read_text() and "metrics" not in path.read_text()
+    path.write_text(
+        'interval_seconds = 600\n[ingestion]\nslow_after_seconds = 200\n[metrics]\nlisten = "9464"'
+    )
+    s = load_settings(path).settings
+    assert s.ingestion.slow_after_seconds == 200 and s.metrics.address() == ("127.0.0.1", 9464)
+    # an hourly-ish beat: the default 15 min window widens to hold 3 beats
+    assert s.ingestion.slow_window(s.interval_seconds) == 1800
+    save_settings(path, s)
+    assert load_settings(path).settings == s
+    assert "slow_window_seconds" not in path.read_text()  # still the default: not pinned
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("9464", "127.0.0.1:9464"), ("0.0.0.0:9100", "0.0.0.0:9100"), ("[::1]:9464", "[::1]:9464")],
+)
+def test_metrics_addresses_are_normalised(given: str, expected: str) -> None:
+    assert Overrides.parse(metrics={"listen": given}).values["metrics"].listen == expected

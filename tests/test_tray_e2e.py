@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -540,3 +543,65 @@ def test_no_tray_is_said_once_the_beats_go_on_and_a_panel_that_comes_later_gets_
     assert log.count("No tray to show the icon in") == 1
     assert "Traceback" not in log and "Failed to dock" not in log
     assert len([n for n in notifications() if n["summary"] == "Heartbeat Tray has no tray"]) == 1
+
+
+PERSONAL = "phx_e2ePersonalKey0123456789abcdefghijklmnop"
+
+
+def test_history_opens_from_the_menu_and_closes_with_the_tray_which_serves_metrics(
+    keyed_app: App, desktop: Desktop, server: CaptureServer
+) -> None:
+    from heartbeat_tray.dialog.history_chart import POINT
+
+    server.personal_keys = {PERSONAL}
+    server.ingest_lag = 2.0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    keyed_app.write_config(
+        "[ingestion]\npoll_seconds = 1\nalert_after_seconds = 30\n"
+        f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    )
+    proc, window = start_tray(
+        keyed_app, desktop, server, env_extra={"POSTHOG_PERSONAL_API_KEY": PERSONAL}
+    )
+    wait_until(
+        lambda: keyed_app.status()["ingestion"]["lag"].get("1h", {}).get("n", 0) >= 5,
+        timeout=40,
+        what="five lags measured",
+    )
+    # the tray serves the same metrics as run when [metrics] listen is set
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        metrics = answer.read().decode()
+    accepted = re.search(r'^heartbeat_beats_total\{outcome="accepted"\} (\S+)$', metrics, re.M)
+    assert accepted is not None and float(accepted[1]) >= 5
+    assert re.search(r"^heartbeat_ingestion_lag_seconds_count (\S+)$", metrics, re.M)
+    open_menu_and_click(desktop, window, Item.HISTORY)
+
+    def history_window() -> int | None:
+        found = desktop.xdotool(
+            "search", "--onlyvisible", "--class", "heartbeat-tray-history"
+        ).split()
+        return int(found[-1]) if found else None
+
+    shown = wait_until(history_window, timeout=20, what="the History window")
+
+    def picture() -> Image.Image:
+        x, y, width, height = desktop.geometry(shown)
+        return Image.open(desktop.screenshot("history-window")).crop((x, y, x + width, y + height))
+
+    def dot_pixels(image: Image.Image) -> int:
+        return round(colour_share(image, POINT, tolerance=20) * image.width * image.height)
+
+    wait_until(lambda: dot_pixels(picture()) >= 40, what="the lags drawn as dots")
+    # the whole chart on this 800 px wide screen: narrower than on a big one, not cut off
+    x, _y, width, _height = desktop.geometry(shown)
+    screen_width = int(desktop.xdotool("getdisplaygeometry").split()[0])
+    assert x >= 0 and x + width <= screen_width and width >= 640
+
+    # With no window manager it opened over the panel: move it off, as a user would drag it.
+    desktop.xdotool("windowmove", str(shown), "0", "120")
+    open_menu_and_click(desktop, window, Item.QUIT)
+    assert proc.wait(timeout=10) == 0
+    wait_until(lambda: history_window() is None, what="the History window to close with the tray")
+    assert "Traceback" not in keyed_app.log_file.read_text()

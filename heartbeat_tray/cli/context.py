@@ -127,6 +127,7 @@ def load_context(args: argparse.Namespace, paths: AppPaths, *, key_in_child: boo
             interval_seconds=getattr(args, "interval", None),
             event=getattr(args, "event", None),
             distinct_id=getattr(args, "distinct_id", None),
+            metrics=None if getattr(args, "metrics", None) is None else {"listen": args.metrics},
         )
     except SettingsError as exc:
         raise UserError(str(exc)) from None

@@ -49,8 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     tray = command("tray", "desktop:cmd_tray", "the tray app (the default)")
     tray.add_argument("--autostart", action="store_true", help="start quietly, as at login")
     _add_overrides(tray, *ALL_OVERRIDES)
-    _add_overrides(
-        command("run", "run:cmd_run", "headless: the heartbeat without a tray"), *ALL_OVERRIDES
+    run = command("run", "run:cmd_run", "headless: the heartbeat without a tray")
+    _add_overrides(run, *ALL_OVERRIDES)
+    run.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics there, e.g. 127.0.0.1:9464 (a bare port: loopback; "
+        "0.0.0.0:9464 for every interface); overrides [metrics] listen",
     )
     _add_overrides(
         command("once", "send:cmd_once", "send one heartbeat now and print the outcome"),
@@ -66,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         "status", "status:cmd_status", "show settings, key, outbox and last outcome"
     )
     status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    history = command(
+        "history",
+        "history:cmd_history",
+        "the ingestion lag of the last 24 h: in a window, or as a PNG file with --png",
+    )
+    history.add_argument(
+        "--png", metavar="FILE", help="write the picture to FILE instead (no display needed)"
+    )
     key = command(
         "key",
         "keys:cmd_key",

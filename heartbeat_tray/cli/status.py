@@ -34,6 +34,14 @@ def _running(ctx: Context) -> tuple[int | None, dict[str, Any] | None]:
     return pid, info if info.get("pid") == pid else None
 
 
+def running_settings(ctx: Context) -> dict[str, Any] | None:
+    """The settings the running app uses (its overrides included), or None: none runs."""
+    _pid, running = _running(ctx)
+    return (
+        dict(running["settings"]) if running and isinstance(running.get("settings"), dict) else None
+    )
+
+
 def build_report(ctx: Context) -> dict[str, Any]:
     key_info: dict[str, Any] = {"stored": None, "source": None, "prefix": None, "error": None}
     try:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus
+from heartbeat_tray.core.tally import BeatTally, CheckTally
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,18 @@ class Snapshot:
     settings_problem: str | None = None  # a reload found a broken file: last good settings kept
     storage_problem: str | None = None  # beats cannot be kept on disk (full, read-only)
     ingestion: IngestionStatus = field(default_factory=IngestionStatus)
+    beats: BeatTally = field(default_factory=BeatTally)  # since start: for the metrics
+    checks: CheckTally = field(default_factory=CheckTally)  # likewise
 
     @property
     def not_ingested(self) -> bool:
         """Accepted, but PostHog does not store the beats (an ingestion incident)."""
         return self.ingestion.state is IngestionState.FAILING
+
+    @property
+    def ingestion_slow(self) -> bool:
+        """Stored, but slowly: a slow incident is open (spec §10.1)."""
+        return self.ingestion.state is IngestionState.SLOW
 
     @property
     def status_line(self) -> str:
@@ -70,7 +78,7 @@ class Snapshot:
             return f"Kept the last good settings: {self.settings_problem}"
         if self.health is Health.DISABLED:
             return "Disabled"
-        if self.not_ingested:
+        if self.not_ingested or self.ingestion_slow:
             return self.ingestion.sentence
         if self.last_accepted is not None:
             return f"Last accepted {self.last_accepted.astimezone():%H:%M:%S}"

@@ -34,6 +34,7 @@ class IngestionState(enum.Enum):
     WAITING = "waiting"
     OK = "ok"
     FAILING = "failing"
+    SLOW = "slow"  # stored, but the window's p95 lag is over the slow threshold
     ERROR = "error"
 
 
@@ -196,11 +197,11 @@ def lag_windows(samples: Sequence[tuple[datetime, float]], now: datetime) -> tup
         start = now - timedelta(seconds=seconds)
         lags = sorted(lag for when, lag in samples if when > start)
         if lags:
-            found.append(LagWindow(name, _rank(lags, 0.50), _rank(lags, 0.95), lags[-1], len(lags)))
+            found.append(LagWindow(name, rank(lags, 0.50), rank(lags, 0.95), lags[-1], len(lags)))
     return tuple(found)
 
 
-def _rank(ordered: Sequence[float], share: float) -> float:
+def rank(ordered: Sequence[float], share: float) -> float:
     """The nearest-rank percentile: the smallest lag with at least ``share`` of them at or
     below it (p95 of 20 beats is the 19th; no interpolation between beats)."""
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
@@ -223,6 +224,52 @@ class IngestionStatus:
 
     def window(self, name: str) -> LagWindow | None:
         return next((w for w in self.lag_windows if w.name == name), None)
+
+
+SLOW_MIN_BEATS = 3  # one slow beat after a start is not yet "slow ingestion"
+
+
+@dataclass(frozen=True)
+class Slowness:
+    """The p95 lag of the live beats stored in the slow window, against the threshold."""
+
+    p95: float
+    n: int
+    threshold: float
+    window_seconds: int
+
+    @property
+    def slow(self) -> bool:
+        return self.n >= SLOW_MIN_BEATS and self.p95 > self.threshold
+
+
+def slowness(
+    samples: Sequence[tuple[datetime, float]],
+    now: datetime,
+    *,
+    threshold_seconds: int,
+    window_seconds: int,
+) -> Slowness | None:
+    """None when the slow check is off (threshold 0) or the window holds no beat."""
+    if threshold_seconds <= 0:
+        return None
+    start = now - timedelta(seconds=window_seconds)
+    lags = sorted(lag for when, lag in samples if when > start)
+    if not lags:
+        return None
+    return Slowness(rank(lags, 0.95), len(lags), threshold_seconds, window_seconds)
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 and seconds % 60 == 0 else f"{seconds:.0f} s"
+
+
+def slow_sentence(slow: Slowness) -> str:
+    """``Ingestion slow: p95 412 s over 15 min (over 300 s)``."""
+    return (
+        f"Ingestion slow: p95 {slow.p95:.0f} s over {_span(slow.window_seconds)} "
+        f"(over {slow.threshold:.0f} s)"
+    )
 
 
 def ok_sentence(lag: float | None, hour: LagWindow | None = None) -> str:

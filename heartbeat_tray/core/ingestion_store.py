@@ -16,6 +16,7 @@ from typing import Any
 
 from heartbeat_tray.core.clock import RUN_ID
 from heartbeat_tray.core.event import iso_utc
+from heartbeat_tray.core.history import History, Span
 from heartbeat_tray.core.ingestion import (
     LAG_WINDOWS,
     IngestionState,
@@ -24,7 +25,7 @@ from heartbeat_tray.core.ingestion import (
     LagWindow,
     LedgerBeat,
 )
-from heartbeat_tray.core.outbox import SCHEMA, Outbox
+from heartbeat_tray.core.outbox import BUSY_TIMEOUT, SCHEMA, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ def _utc(seconds: float) -> datetime:
 
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+
+
+NOT_INGESTED = "not_ingested"  # accepted beats not stored (or far behind)
+SLOW = "slow"  # stored, but the p95 lag is over the slow threshold
+_INCIDENT_KEYS = {NOT_INGESTED: "ingestion_incident", SLOW: "slow_incident"}
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,15 @@ class IngestionStore:
                 "UPDATE accepted SET verdict = 'ingested' WHERE uuid = ? AND verdict = 'lost'",
                 [(u,) for u in judgement.ingested],
             ).rowcount
+            self._db.executemany(  # a late beat is not marked lost in the history any more
+                "DELETE FROM marks WHERE uuid = ? AND kind = 'lost'",
+                [(u,) for u in judgement.ingested],
+            )
+            self._db.executemany(  # the history marks each lost beat at its own time
+                "INSERT INTO marks (uuid, kind, at) SELECT uuid, 'lost', beat_time FROM accepted "
+                "WHERE uuid = ? AND verdict IS NULL",
+                [(u,) for u in judgement.lost],
+            )
             self._db.executemany(
                 "UPDATE accepted SET verdict = 'ingested' WHERE uuid = ?",
                 [(u,) for u in judgement.ingested],
@@ -196,13 +211,18 @@ class IngestionStore:
                 [(u, when.timestamp(), lag) for u, (when, lag) in lags.items()],
             )
             self._db.execute("DELETE FROM lags WHERE beat_time <= ?", (oldest,))
+            self._db.execute("DELETE FROM marks WHERE coalesce(until, at) <= ?", (oldest,))
         rows = self._db.execute("SELECT beat_time, lag FROM lags").fetchall()
         return [(_utc(when), lag) for when, lag in rows]
 
+    def lag_uuids(self) -> set[str]:
+        """The beats whose lag is kept: already counted in this run's metrics, or before."""
+        return {u for (u,) in self._db.execute("SELECT uuid FROM lags")}
+
     # --- the incident, the status, the project ---
 
-    def incident(self) -> Incident | None:
-        data = self._read("ingestion_incident")
+    def incident(self, kind: str = NOT_INGESTED) -> Incident | None:
+        data = self._read(_INCIDENT_KEYS[kind])
         since = _time(data.get("since")) if isinstance(data, dict) else None
         if not since or not isinstance(data, dict):
             return None
@@ -215,8 +235,8 @@ class IngestionStore:
             str(data.get("run_id") or ""),
         )
 
-    def set_incident(self, incident: Incident | None) -> None:
-        self._write_now("ingestion_incident", incident.as_json() if incident else None)
+    def set_incident(self, incident: Incident | None, kind: str = NOT_INGESTED) -> None:
+        self._write_now(_INCIDENT_KEYS[kind], incident.as_json() if incident else None)
 
     def save_status(self, status: IngestionStatus) -> None:
         self._write_now("ingestion_status", status_to_json(status))
@@ -231,13 +251,24 @@ class IngestionStore:
         self._write_now("ingestion_project", {"scope": scope, "id": project_id})
 
     def record_alert(
-        self, incident: Incident | None, body: dict[str, Any] | None, now: float
+        self,
+        incident: Incident | None,
+        body: dict[str, Any] | None,
+        now: float,
+        kind: str = NOT_INGESTED,
     ) -> None:
         """The incident's new state and its webhook, in one transaction: a restart between the
         two can neither lose the alert nor send it twice."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._write("ingestion_incident", incident.as_json() if incident else None)
+            before = self.incident(kind)
+            if incident is None and before is not None and before.triggered_sent:
+                # It resolved: the history shades it from its start to now.
+                self._db.execute(
+                    "INSERT INTO marks (kind, at, until) VALUES (?, ?, ?)",
+                    (kind, before.since.timestamp(), now),
+                )
+            self._write(_INCIDENT_KEYS[kind], incident.as_json() if incident else None)
             if body is not None:
                 self._db.execute(
                     "INSERT INTO webhooks (body, created_at, next_try) VALUES (?, ?, ?)",
@@ -288,3 +319,47 @@ class IngestionStore:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._write(key, value)
+
+
+def read_history(
+    path: Path, now: datetime, *, slow_after_seconds: int = 0, host: str = ""
+) -> History:
+    """The last 24 h from the state file, read-only (``history`` and its window): nothing is
+    created, locked for writing or moved. Raises sqlite3.Error when the file cannot be read."""
+    if not path.exists():
+        return History(now, slow_after_seconds=slow_after_seconds, host=host)
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        lags = (
+            [(_utc(w), lag) for w, lag in db.execute("SELECT beat_time, lag FROM lags")]
+            if "lags" in tables
+            else []
+        )
+        marks = (
+            db.execute("SELECT kind, at, until FROM marks ORDER BY at").fetchall()
+            if "marks" in tables
+            else []
+        )
+        meta = {
+            key: json.loads(value)
+            for key, value in db.execute(
+                "SELECT key, value FROM meta WHERE key IN (?, ?)", tuple(_INCIDENT_KEYS.values())
+            )
+        }
+    finally:
+        db.close()
+    incidents = [Span(kind, _utc(at), _utc(until)) for kind, at, until in marks if until]
+    for kind, key in _INCIDENT_KEYS.items():
+        data = meta.get(key)
+        since = _time(data.get("since")) if isinstance(data, dict) else None
+        if since is not None and isinstance(data, dict) and data.get("triggered_sent"):
+            incidents.append(Span(kind, since, None))
+    return History(
+        now,
+        lags=sorted(lags),
+        lost=[_utc(at) for kind, at, _until in marks if kind == "lost"],
+        incidents=incidents,
+        slow_after_seconds=slow_after_seconds,
+        host=host,
+    )

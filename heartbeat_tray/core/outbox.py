@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS lags (
     beat_time REAL NOT NULL,
     lag REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS marks (
+    uuid TEXT,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    until REAL
+);
 CREATE TABLE IF NOT EXISTS webhooks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL,

@@ -28,14 +28,18 @@ from heartbeat_tray.core.ingestion import (
     IngestionState,
     IngestionStatus,
     Judgement,
+    Slowness,
     failing_sentence,
     judge,
     lag_windows,
     ok_sentence,
     query_window,
+    slow_sentence,
+    slowness,
 )
-from heartbeat_tray.core.ingestion_store import Incident, IngestionStore
+from heartbeat_tray.core.ingestion_store import NOT_INGESTED, SLOW, Incident, IngestionStore
 from heartbeat_tray.core.settings import Settings
+from heartbeat_tray.core.tally import CheckTally
 from heartbeat_tray.core.worker import Worker
 from heartbeat_tray.posthog.hosts import app_host
 from heartbeat_tray.posthog.query import QueryClient, QueryVerdict
@@ -94,7 +98,13 @@ class IngestionPoller:
         self._failures = 0
         self._status = IngestionStatus(lost=store.lost())
         self._disk_problem: str | None = None  # the last check could not record its verdicts
-        self._unkept_incident: Incident | None = None  # alerted, but not recorded (a full disk)
+        # Alerted, but not recorded (a full disk), by kind.
+        self._unkept: dict[str, Incident | None] = {NOT_INGESTED: None, SLOW: None}
+        self._tally = CheckTally()
+        try:
+            self._observed = store.lag_uuids()  # lags counted already (before a restart)
+        except sqlite3.Error:
+            self._observed = set()
 
     # --- control ---
 
@@ -236,13 +246,15 @@ class IngestionPoller:
         )
         try:
             lost = self._store.apply(judgement)
-            windows = lag_windows(self._store.record_lags(judgement.live_lags, wall), wall)
+            samples = self._store.record_lags(judgement.live_lags, wall)
             self._disk_problem = self._store.degraded
         except sqlite3.Error as exc:  # a full or locked disk: judge and alert all the same
             lost = self._status.lost
-            windows = lag_windows(list(judgement.live_lags.values()), wall)
+            samples = list(judgement.live_lags.values())
             self._disk_problem = f"the state file cannot be written ({exc})"
-        incident = self._store.incident() or self._unkept_incident
+        windows = lag_windows(samples, wall)
+        self._count(judgement, lost)
+        incident = self._store.incident() or self._unkept[NOT_INGESTED]
         if (
             incident is not None
             and incident.triggered_sent
@@ -252,36 +264,33 @@ class IngestionPoller:
             # No verdict yet (the app was off for hours, the ledger is new) is not recovery:
             # it resolves only when a beat newer than the incident's start is seen stored.
             judgement = replace(judgement, state=IngestionState.FAILING)
-        if judgement.state is IngestionState.FAILING:
+        state = judgement.state
+        if state is IngestionState.FAILING:
+            # It takes precedence: no slow incident opens meanwhile (an open one stays open).
             since = incident.since if incident else judgement.incident_since or wall
             sentence = failing_sentence(judgement.newest_stored, judgement.behind_seconds, since)
             if incident is None or not incident.triggered_sent:
-                self._alert(
-                    "triggered",
-                    since,
-                    judgement.last_ingested,
-                    judgement.lag_seconds,
-                    judgement,
-                )
+                self._alert_not_ingested("triggered", since, judgement)
         else:
             since = None
             sentence = (
                 ok_sentence(
                     judgement.lag_seconds, next((w for w in windows if w.name == "1h"), None)
                 )
-                if judgement.state is IngestionState.OK
+                if state is IngestionState.OK
                 else "Waiting for the first beat to be ingested"
             )
             if incident is not None:
                 if incident.triggered_sent:
-                    self._alert(
-                        "resolved", incident.since, judgement.last_ingested, judgement.lag_seconds
-                    )
+                    self._alert_not_ingested("resolved", incident.since, judgement)
                 else:
                     self._store.record_alert(None, None, wall.timestamp())
+            slow = self._judge_slow(samples, wall, judgement)
+            if slow is not None:
+                state, sentence = IngestionState.SLOW, slow
         self._publish(
             IngestionStatus(
-                state=judgement.state,
+                state=state,
                 sentence=sentence,
                 lag_seconds=judgement.lag_seconds,
                 lag_median_seconds=judgement.lag_median_seconds,
@@ -333,21 +342,54 @@ class IngestionPoller:
             )
         )
 
-    def _alert(
-        self,
-        status: str,
-        since: datetime,
-        last_ingested: datetime | None,
-        lag: float | None,
-        judgement: Judgement | None = None,
-    ) -> None:
+    def _count(self, judgement: Judgement, lost: int) -> None:
+        """The metrics' counters: each live beat's lag once, the beats newly proven lost."""
+        fresh = [lag for u, (_when, lag) in judgement.live_lags.items() if u not in self._observed]
+        self._observed = set(judgement.live_lags)
+        self._tally = replace(
+            self._tally,
+            lags=self._tally.lags.observe(fresh),
+            lost=self._tally.lost + max(0, lost - self._status.lost),
+        )
+
+    def _judge_slow(
+        self, samples: list[tuple[datetime, float]], wall: datetime, judgement: Judgement
+    ) -> str | None:
+        """Open or resolve the slow incident; its sentence while it is open, else None."""
         settings = self._config.settings
-        wall = self._clock.wall()
+        ingestion = settings.ingestion
+        window = ingestion.slow_window(settings.interval_seconds)
+        slow = slowness(
+            samples, wall, threshold_seconds=ingestion.slow_after_seconds, window_seconds=window
+        )
+        incident = self._store.incident(SLOW) or self._unkept[SLOW]
+        if slow is not None and slow.slow:
+            if incident is None or not incident.triggered_sent:
+                self._alert_slow("slow", slow, wall, judgement)
+            return slow_sentence(slow)
+        if incident is None:
+            return None
+        if ingestion.slow_after_seconds > 0 and (slow is None or slow.p95 > slow.threshold):
+            # Still over the threshold (on too few beats to open one), or nothing stored in the
+            # window: not back to speed yet.
+            return (
+                slow_sentence(slow)
+                if slow
+                else f"Ingestion slow: no beat stored in the last {window // 60} min"
+            )
+        if incident.triggered_sent:
+            self._alert_slow("resolved", slow, incident.since, judgement)
+        else:
+            self._store.record_alert(None, None, wall.timestamp(), kind=SLOW)
+        return None
+
+    def _alert_not_ingested(self, status: str, since: datetime, judgement: Judgement) -> None:
+        settings = self._config.settings
         event, who, host = settings.event, self._config.distinct_id, settings.host
+        lag = judgement.lag_seconds
         if status == "triggered":
             title = "Heartbeat not ingested"
-            newest = judgement.newest_stored if judgement else None
-            behind = judgement.behind_seconds if judgement else None
+            newest, behind = judgement.newest_stored, judgement.behind_seconds
             if newest is None or behind is None:
                 what = f"has stored none of them since {iso_utc(since)}"
             else:
@@ -359,7 +401,7 @@ class IngestionPoller:
                 f"PostHog at {host} accepts the '{event}' events from {who}, but {what}: "
                 "ingestion may be slow or broken downstream of capture."
             )
-            since_mono = judgement.incident_since_mono if judgement else None
+            since_mono = judgement.incident_since_mono
             incident: Incident | None = Incident(
                 since, True, str(uuid.uuid4()), since_mono, RUN_ID if since_mono is not None else ""
             )
@@ -368,38 +410,91 @@ class IngestionPoller:
             lagging = f", {lag:.0f} s behind" if lag is not None else ""
             text = f"PostHog at {host} stores the '{event}' events from {who} again{lagging}."
             incident = None
-        incident_id = incident.id if incident else self._resolving_id()
+        self._raise(NOT_INGESTED, status, incident, since, Alert(title, text), judgement, {})
+
+    def _alert_slow(
+        self, status: str, slow: Slowness | None, since: datetime, judgement: Judgement
+    ) -> None:
+        settings = self._config.settings
+        event, who, host = settings.event, self._config.distinct_id, settings.host
+        over = ""
+        if slow is not None:
+            over = (
+                f"p95 lag {slow.p95:.0f} s over the last {slow.window_seconds // 60} min "
+                f"({slow.n} beats)"
+            )
+        if status == "slow" and slow is not None:
+            title = "Heartbeat ingestion slow"
+            text = (
+                f"PostHog at {host} stores the '{event}' events from {who}, but slowly: {over}, "
+                f"above the {slow.threshold:.0f} s threshold."
+            )
+            incident: Incident | None = Incident(since, True, str(uuid.uuid4()))
+        else:
+            title = "Heartbeat ingestion back to speed"
+            text = f"PostHog at {host} stores the '{event}' events from {who} in time again" + (
+                f": {over}." if over else "."
+            )
+            incident = None
+        extra = {
+            "p95_seconds": None if slow is None else round(slow.p95, 1),
+            "threshold_seconds": settings.ingestion.slow_after_seconds,
+            "window_seconds": None if slow is None else slow.window_seconds,
+        }
+        self._raise(SLOW, status, incident, since, Alert(title, text), judgement, extra)
+
+    def _raise(
+        self,
+        kind: str,
+        status: str,
+        incident: Incident | None,
+        since: datetime,
+        alert: Alert,
+        judgement: Judgement,
+        extra: dict[str, Any],
+    ) -> None:
+        """Record the incident's new state with its webhook, then tell the user: exactly once
+        each (a full disk: told all the same, the webhook sent once without its retries)."""
+        settings = self._config.settings
+        url = settings.ingestion.webhook_url
+        incident_id = incident.id if incident else self._resolving_id(kind)
+        lag = judgement.lag_seconds
         body = None
-        if settings.ingestion.webhook_url:
+        if url:
             body = {
                 "status": status,
+                "kind": kind,
                 "incident": incident_id,
-                "text": text,
-                "event": event,
-                "distinct_id": who,
-                "host": host,
+                "text": alert.message,
+                "event": settings.event,
+                "distinct_id": self._config.distinct_id,
+                "host": settings.host,
                 "project_id": self._status.project_id,
                 "since": iso_utc(since),
-                "last_ingested": iso_utc(last_ingested) if last_ingested else None,
+                "last_ingested": iso_utc(judgement.last_ingested)
+                if judgement.last_ingested
+                else None,
                 "lag_seconds": None if lag is None else round(lag, 1),
+                **extra,
             }
+        if incident is not None:
+            self._tally = self._tally.opened(kind)
         try:
-            self._store.record_alert(incident, body, wall.timestamp())
+            self._store.record_alert(incident, body, self._clock.wall().timestamp(), kind=kind)
         except sqlite3.Error as exc:
-            # Not kept: alert now all the same, the webhook once without its retries.
             log.warning("Could not keep the alert (%s); sending it without keeping it", exc)
-            self._unkept_incident = incident
-            self._on_alert(Alert(title, text))
-            if body is not None and settings.ingestion.webhook_url:
-                self._send_webhook(settings.ingestion.webhook_url, body)
+            self._unkept[kind] = incident
+            self._on_alert(alert)
+            if body is not None:
+                self._send_webhook(url, body)
             return
-        self._unkept_incident = None
-        self._on_alert(Alert(title, text))
+        self._unkept[kind] = None
+        self._on_alert(alert)
         if body is not None:
             self._worker.poke()  # deliver it now, not at the next check
 
-    def _resolving_id(self) -> str:
-        open_one = self._store.incident() or self._unkept_incident
+    def _resolving_id(self, kind: str) -> str:
+        open_one = self._store.incident(kind) or self._unkept[kind]
         return open_one.id if open_one and open_one.id else str(uuid.uuid4())
 
     def _deliver_webhooks(self, now: float, wall: datetime) -> float | None:
@@ -438,7 +533,7 @@ class IngestionPoller:
         self._status = status
         with contextlib.suppress(sqlite3.Error):  # said in the sentence; shown from memory
             self._store.save_status(status)
-        self._state.update(ingestion=status)
+        self._state.update(ingestion=status, checks=self._tally)
 
 
 def _newer_than(judgement: Judgement, incident: Incident) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import ipaddress
 import json
 import logging
 import math
@@ -48,6 +49,7 @@ KNOWN_KEYS = (
     "notify",
     "properties",
     "ingestion",
+    "metrics",
 )
 INGESTION_KEYS = (
     "check",
@@ -56,7 +58,13 @@ INGESTION_KEYS = (
     "poll_seconds",
     "alert_after_seconds",
     "webhook_url",
+    "slow_after_seconds",
+    "slow_window_seconds",
 )
+# Written to the file only when they differ from the default: a file saved by the dialog must
+# not pin them (a later, longer poll interval would then make the file invalid).
+_WRITTEN_WHEN_SET = ("slow_after_seconds", "slow_window_seconds")
+DEFAULT_METRICS_PORT = 9464  # Prometheus's registry of default ports
 
 
 class SettingsError(ValueError):
@@ -77,9 +85,34 @@ class IngestionSettings:
     poll_seconds: int = 120  # 30 queries an hour, a quarter of PostHog's lowest limit
     alert_after_seconds: int = 600
     webhook_url: str = ""  # empty: notifications only
+    slow_after_seconds: int = 300  # p95 lag above this opens a slow incident; 0: off
+    slow_window_seconds: int = 900  # over this window (at least 3 beats and 3 checks long)
 
     def to_toml_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in INGESTION_KEYS}
+        default = IngestionSettings()
+        return {
+            key: getattr(self, key)
+            for key in INGESTION_KEYS
+            if key not in _WRITTEN_WHEN_SET or getattr(self, key) != getattr(default, key)
+        }
+
+    def slow_window(self, interval_seconds: int) -> int:
+        """The window the slow p95 is taken over: as set, and at least 3 beats and 3 checks
+        long (a default of 15 min with an hourly beat would hold no percentile)."""
+        return max(self.slow_window_seconds, 3 * interval_seconds, 3 * self.poll_seconds)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics from the running app (``run --metrics`` sets it per run)."""
+
+    listen: str = ""  # "HOST:PORT"; empty: off
+
+    def address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -93,6 +126,7 @@ class Settings:
     notify: bool = True
     properties: Mapping[str, Any] = field(default_factory=dict)
     ingestion: IngestionSettings = field(default_factory=IngestionSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # Keys this version does not know, kept so a save does not drop them.
     unknown: Mapping[str, Any] = field(default_factory=dict)
 
@@ -113,6 +147,8 @@ class Settings:
             properties=dict(self.properties),
             ingestion=self.ingestion.to_toml_dict(),
         )
+        if self.metrics.listen:
+            data["metrics"] = {"listen": self.metrics.listen}
         return data
 
     def public(self) -> dict[str, Any]:
@@ -398,6 +434,9 @@ _INGESTION_VALIDATORS: dict[str, Any] = {
     "poll_seconds": _validate_range("poll_seconds", 1, 3600, "The check interval"),
     "alert_after_seconds": _validate_range("alert_after_seconds", 1, 86_400, "Alert after"),
     "webhook_url": validate_webhook_url,
+    "slow_after_seconds": _validate_range("slow_after_seconds", 0, 86_400, "Slow after"),
+    # At least 3 beats and 3 checks long: widened to that where it is used (slow_window).
+    "slow_window_seconds": _validate_range("slow_window_seconds", 1, 86_400, "The slow window"),
 }
 
 
@@ -411,7 +450,59 @@ def validate_ingestion(value: Any) -> IngestionSettings:
                 "ingestion", f"[ingestion] has no setting {key!r}; see the README for its keys."
             )
         values[key] = _INGESTION_VALIDATORS[key](item)
-    return IngestionSettings(**values)
+    ingestion = IngestionSettings(**values)
+    slow = values.get("slow_after_seconds")
+    if slow and slow < ingestion.poll_seconds:
+        raise SettingsError(
+            "slow_after_seconds",
+            f"Slow after ({slow} s) is shorter than the check interval "
+            f"(poll_seconds = {ingestion.poll_seconds}): a slow incident could never be seen "
+            f"in time; set it to at least {ingestion.poll_seconds}, or 0 to turn it off.",
+        )
+    return ingestion
+
+
+def validate_listen(value: Any) -> str:
+    """``HOST:PORT`` (a bare port: loopback). Any address other than loopback is only ever the
+    one given: "" or ":9464" is refused rather than read as every interface."""
+    hint = (
+        "give HOST:PORT, for example 127.0.0.1:9464 (this machine only) or 0.0.0.0:9464 "
+        "(every interface)"
+    )
+    if not isinstance(value, str):
+        raise SettingsError("listen", f"The metrics address must be text; {hint}.")
+    text = value.strip()
+    if not text:
+        return ""
+    if _plain_number(text, 5):
+        text = f"127.0.0.1:{text}"
+    host, sep, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host.strip("[]")
+    if not sep or not bare or not _plain_number(port, 5) or not 1 <= int(port) <= 65535:
+        raise SettingsError("listen", f"{value!r} is not a metrics address; {hint}.")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if bare != "localhost":
+            raise SettingsError(
+                "listen",
+                f"{bare!r} is not an IP address; {hint} (a name would be looked up at every "
+                "start and could point anywhere).",
+            ) from None
+        return f"localhost:{int(port)}"
+    if address.version == 6 and not bracketed:
+        raise SettingsError("listen", f"Write an IPv6 address in brackets: [{bare}]:{port}.")
+    return f"[{address}]:{int(port)}" if address.version == 6 else f"{address}:{int(port)}"
+
+
+def validate_metrics(value: Any) -> MetricsSettings:
+    if not isinstance(value, Mapping):
+        raise SettingsError("metrics", "[metrics] must be a table of name = value pairs.")
+    for key in value:
+        if key != "listen":
+            raise SettingsError("metrics", f"[metrics] has no setting {key!r}; it has 'listen'.")
+    return MetricsSettings(validate_listen(value.get("listen", "")))
 
 
 _VALIDATORS: dict[str, Any] = {
@@ -424,6 +515,7 @@ _VALIDATORS: dict[str, Any] = {
     "notify": _validate_flag("notify"),
     "properties": validate_properties,
     "ingestion": validate_ingestion,
+    "metrics": validate_metrics,
 }
 
 
@@ -455,7 +547,8 @@ def settings_from_mapping(
             try:
                 values[key] = validate_value(key, data[key])
             except SettingsError as exc:
-                errors[key] = str(exc)
+                # Keyed by the setting inside a table where there is one: its line is named.
+                errors[exc.key if exc.key in (*INGESTION_KEYS, "listen") else key] = str(exc)
     unknown: dict[str, Any] = {}
     for key, value in data.items():
         if key in KNOWN_KEYS:

@@ -27,6 +27,7 @@ from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Accepted, Out
 from heartbeat_tray.core.schedule import Schedule
 from heartbeat_tray.core.settings import Settings
 from heartbeat_tray.core.stats import Outcome, StatsStore
+from heartbeat_tray.core.tally import BeatTally
 from heartbeat_tray.core.worker import Worker
 from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.responses import VERDICT_WORDS, Verdict
@@ -114,6 +115,7 @@ class Ticker:
         self._setup_problem: str | None = None
         self._storage_problem: str | None = None
         self._accepted_live = 0
+        self._tally = BeatTally()
         # Beats PostHog accepted (or refused for good) that the outbox could not remove (a full
         # disk): never sent again by this process, and removed once the disk takes writes.
         self._unrecorded: set[str] = set()
@@ -254,6 +256,7 @@ class Ticker:
         """A new beat, kept in the outbox; if it cannot be kept, sent all the same (best effort)."""
         template = self._config.template()
         beat_id = str(uuid.uuid4())
+        self._tally = self._tally.add(made=1)
         try:
             beat = self._outbox.add(beat_id, wall.timestamp(), template)
         except sqlite3.Error as exc:
@@ -288,6 +291,7 @@ class Ticker:
     def _count_missed(self, dropped: int, why: str) -> None:
         if dropped:
             self._stats = self._stats.with_missed(dropped)
+            self._tally = self._tally.add(missed=dropped)
             self._stats_store.save(self._stats)
             log.warning("Dropped %d queued beat(s): %s", dropped, why)
 
@@ -304,6 +308,7 @@ class Ticker:
         verdict = result.verdict
         if verdict is Verdict.ACCEPTED:
             self._stats = self._stats.with_sent(len(beats), wall)
+            self._tally = self._tally.add(accepted=len(beats))
             if live:
                 self._accepted_live += 1
             log.info("Accepted %s (%s)", kind, result.reason)
@@ -328,6 +333,7 @@ class Ticker:
             log.warning("%s for %s; sending smaller batches", result.reason, kind)
         if settlement.dropped:
             self._stats = self._stats.with_missed(settlement.dropped)
+            self._tally = self._tally.add(refused=settlement.dropped)
         outcome = Outcome(wall, verdict.value, VERDICT_WORDS[verdict], result.reason, live)
         self._stats = replace(
             self._stats, last_outcome=outcome, hold_until=self._policy.hold_until_wall
@@ -405,6 +411,7 @@ class Ticker:
             queued=queued,
             missed=self._stats.missed,
             accepted_live=self._accepted_live,
+            beats=self._tally,
             setup_problem=self._setup_problem,
             storage_problem=self._storage_problem,
         )

@@ -29,6 +29,7 @@ from heartbeat_tray.dialog.form import (
     form_from_settings,
     save_form,
 )
+from heartbeat_tray.dialog.tk_window import new_root
 from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.hosts import app_host
 from heartbeat_tray.posthog.query import QueryClient, QueryVerdict
@@ -36,7 +37,7 @@ from heartbeat_tray.system.instance_channel import send_command
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import for_this_os
 from heartbeat_tray.system.paths import AppPaths
-from heartbeat_tray.tray.ui_thread import NoDisplay, TkUiThread
+from heartbeat_tray.tray.ui_thread import TkUiThread
 
 log = logging.getLogger(__name__)
 
@@ -523,13 +524,11 @@ def ask_query(
 def run_dialog(paths: AppPaths) -> int:
     """Show the dialog until saved or cancelled (0 either way). Raises NoDisplay without a
     display."""
-    try:
-        root = tkinter.Tk(className="heartbeat-tray-settings")
-    except tkinter.TclError as exc:
-        raise NoDisplay(
-            f"No display is available ({exc}); the settings dialog needs a desktop session — "
-            "use 'heartbeat-tray key set' and edit the settings file instead."
-        ) from None
+    root = new_root(
+        "heartbeat-tray-settings",
+        "the settings dialog needs a desktop session — use 'heartbeat-tray key set' and edit "
+        "the settings file instead.",
+    )
     dialog = SettingsDialog(root, paths)
 
     # Take the keyboard even without a window manager, straight into the key field.

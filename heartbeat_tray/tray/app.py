@@ -147,6 +147,7 @@ class TrayApp:
         self._shown: Snapshot | None = None
         self._pulse_frame: int | None = None
         self._dialog: subprocess.Popen[bytes] | None = None
+        self._history: subprocess.Popen[bytes] | None = None
         self._quitting = False
         self._setup_offered = False  # the first start without a key opens Settings once
         self._tray_host: bool | None = None  # None: not known yet
@@ -160,6 +161,7 @@ class TrayApp:
             Item.ENABLED: self.activate,
             Item.SEND_NOW: self.engine.send_now,
             Item.SETTINGS: self.open_settings,
+            Item.HISTORY: self.open_history,
             Item.LAUNCH_AT_LOGIN: self.toggle_launch_at_login,
             Item.OPEN_POSTHOG: self.open_posthog,
             Item.OPEN_LOG: self.open_log,
@@ -178,13 +180,24 @@ class TrayApp:
             self.engine.set_enabled(not self.engine.ticker.enabled)
 
     def open_settings(self) -> None:
-        if self._dialog is not None and self._dialog.poll() is None:
-            return  # already open
+        self._dialog = self._open_window(self._dialog, "settings", "Settings")
+
+    def open_history(self) -> None:
+        """The lag chart, in a process of its own like Settings (Tk never loads in the tray)."""
+        self._history = self._open_window(self._history, "history", "History")
+
+    def _open_window(
+        self, window: subprocess.Popen[bytes] | None, command: str, name: str
+    ) -> subprocess.Popen[bytes] | None:
+        """Our command that shows a window, unless it is open already."""
+        if window is not None and window.poll() is None:
+            return window
         try:
-            self._dialog = subprocess.Popen(app_command("settings"))
+            return subprocess.Popen(app_command(command))
         except OSError as exc:
-            log.exception("Could not open the settings dialog")
-            self.notifier.show("Settings could not open", f"{exc.strerror or exc}.")
+            log.exception("Could not open the %s window", name)
+            self.notifier.show(f"{name} could not open", f"{exc.strerror or exc}.")
+            return None
 
     def toggle_launch_at_login(self) -> None:
         try:
@@ -224,12 +237,14 @@ class TrayApp:
             )
 
     def _close_dialog(self) -> None:
-        """Our Settings dialog closes with us (it keeps itself open for unsaved edits)."""
-        dialog = self._dialog
-        if dialog is None or dialog.poll() is not None or sys.platform == "win32":
-            return  # on Windows a terminate would kill it, edits and all: it stays open
-        with contextlib.suppress(OSError):
-            dialog.send_signal(signal.SIGTERM)
+        """Our Settings dialog closes with us (it keeps itself open for unsaved edits), and
+        so does the History window."""
+        if sys.platform == "win32":
+            return  # a terminate would kill it, edits and all: it stays open
+        for window in (self._dialog, self._history):
+            if window is not None and window.poll() is None:
+                with contextlib.suppress(OSError):
+                    window.send_signal(signal.SIGTERM)
 
     def quit(self) -> None:
         if self._quitting:

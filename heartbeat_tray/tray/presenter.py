@@ -31,6 +31,7 @@ class Item(enum.Enum):
     COUNTERS = "counters"
     SEND_NOW = "Send heartbeat now"
     SETTINGS = "Settings…"
+    HISTORY = "History…"
     LAUNCH_AT_LOGIN = "Launch at login"
     OPEN_POSTHOG = "Open PostHog"
     OPEN_LOG = "Open log"
@@ -45,6 +46,7 @@ MENU: tuple[Item | None, ...] = (
     None,
     Item.SEND_NOW,
     Item.SETTINGS,
+    Item.HISTORY,
     Item.LAUNCH_AT_LOGIN,
     Item.OPEN_POSTHOG,
     Item.OPEN_LOG,
@@ -104,7 +106,8 @@ def present(snap: Snapshot, launch_at_login: bool) -> TrayView:
         title=f"Heartbeat — {snap.status_line}"[:TITLE_LIMIT],
         menu=menu,
         needs_attention=state in (IconState.FAILING, IconState.NOT_INGESTED)
-        or bool(snap.storage_problem),
+        or bool(snap.storage_problem)
+        or snap.ingestion_slow,
     )
 
 
