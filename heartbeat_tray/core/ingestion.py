@@ -260,14 +260,15 @@ def slowness(
     return Slowness(rank(lags, 0.95), len(lags), threshold_seconds, window_seconds)
 
 
-def _span(seconds: float) -> str:
+def duration_words(seconds: float) -> str:
+    """``15 min`` for whole minutes from 2 min on, else ``90 s``."""
     return f"{seconds / 60:.0f} min" if seconds >= 120 and seconds % 60 == 0 else f"{seconds:.0f} s"
 
 
 def slow_sentence(slow: Slowness) -> str:
     """``Ingestion slow: p95 412 s over 15 min (over 300 s)``."""
     return (
-        f"Ingestion slow: p95 {slow.p95:.0f} s over {_span(slow.window_seconds)} "
+        f"Ingestion slow: p95 {slow.p95:.0f} s over {duration_words(slow.window_seconds)} "
         f"(over {slow.threshold:.0f} s)"
     )
 

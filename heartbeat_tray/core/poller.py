@@ -29,6 +29,7 @@ from heartbeat_tray.core.ingestion import (
     IngestionStatus,
     Judgement,
     Slowness,
+    duration_words,
     failing_sentence,
     judge,
     lag_windows,
@@ -375,7 +376,7 @@ class IngestionPoller:
             return (
                 slow_sentence(slow)
                 if slow
-                else f"Ingestion slow: no beat stored in the last {window // 60} min"
+                else f"Ingestion slow: no beat stored in the last {duration_words(window)}"
             )
         if incident.triggered_sent:
             self._alert_slow("resolved", slow, incident.since, judgement)
@@ -420,7 +421,7 @@ class IngestionPoller:
         over = ""
         if slow is not None:
             over = (
-                f"p95 lag {slow.p95:.0f} s over the last {slow.window_seconds // 60} min "
+                f"p95 lag {slow.p95:.0f} s over the last {duration_words(slow.window_seconds)} "
                 f"({slow.n} beats)"
             )
         if status == "slow" and slow is not None:
