@@ -167,6 +167,15 @@ class SniHost:
             return None
         return min(xs), min(ys), max(xs) + 1, max(ys) + 1
 
+    @property
+    def bar_box(self) -> tuple[int, int, int, int]:
+        """The bar's right end, where the tray is: what a screenshot of the icon shows."""
+        return self.width - 220, 0, self.width, BAR_HEIGHT
+
+    def around(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A screenshot's box for an open menu: the menu and the bar it hangs from."""
+        return box[0] - 20, 0, self.width, box[3] + 20
+
     def icon_centre(self) -> tuple[int, int]:
         box = wait_until(self.icon_box, timeout=15, what=f"the icon drawn in {self.name}")
         return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2

@@ -15,6 +15,7 @@ from PIL import Image
 
 from heartbeat_tray.tray.icon_art import GREY, RED
 from heartbeat_tray.tray.presenter import MENU
+from testkit.kde_plasma import KdePlasma, start_kde_plasma
 from testkit.posthog_server import CaptureServer
 from testkit.sni_hosts import (
     LxqtPanel,
@@ -31,6 +32,7 @@ ENV = {"POSTHOG_PROJECT_API_KEY": KEY}
 
 
 HOSTS = {
+    "kde-plasma": start_kde_plasma,
     "waybar": start_waybar_on_sway,
     "xfce4-panel": start_xfce_panel,
     "lxqt-panel": start_lxqt_panel,
@@ -44,6 +46,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[SniHost]:
     started.stop()
     if isinstance(started, LxqtPanel):  # it names each D-Bus error about an item it reads
         assert "Error on DBus request" not in started.log
+    if isinstance(started, KdePlasma):  # its tray logs what it cannot read of an item
+        assert not [line for line in started.log.splitlines() if "StatusNotifier" in line]
 
 
 def start(app: App, host: SniHost, server: CaptureServer, interval: str = "1") -> Any:
@@ -89,13 +93,13 @@ def test_the_item_shows_toggles_on_a_left_click_and_quits_from_the_hosts_menu(
         assert "DISPLAY" not in host.app_env  # Wayland only: no X display at all
     server.wait_for_events(2)
     wait_until(lambda: share(icon(host), RED) > 0.1, what="the red heart")
-    host.save(f"sni-{host.name}-healthy", (host.width - 220, 0, host.width, 30))
+    host.save(f"sni-{host.name}-healthy", host.bar_box)
     x, y = host.icon_centre()
 
     host.click(x, y, "left")
     wait_until(lambda: "Heartbeat disabled" in log(app), what="paused by a left click")
     wait_until(lambda: share(icon(host), GREY) > 0.1, what="the grey, hollow heart")
-    host.save(f"sni-{host.name}-disabled", (host.width - 220, 0, host.width, 30))
+    host.save(f"sni-{host.name}-disabled", host.bar_box)
     server.wait_for(lambda: False, timeout=0.5)  # a request already on the wire lands
     count = len(server.events)
     assert not server.wait_for(lambda: len(server.events) > count, timeout=3.0)
@@ -110,7 +114,7 @@ def test_the_item_shows_toggles_on_a_left_click_and_quits_from_the_hosts_menu(
 
     host.click(x, y, "right")
     box = wait_until(host.menu_box, what="the host's own menu")
-    host.save(f"sni-{host.name}-menu", (box[0] - 20, 0, host.width, box[3] + 20))
+    host.save(f"sni-{host.name}-menu", host.around(box))
     started = time.monotonic()
     host.click((box[0] + box[2]) // 2, box[3] - 14, "left")  # the last entry: Quit
     proc.wait(timeout=5)
@@ -134,7 +138,7 @@ def test_attention_while_failing_a_pulse_per_beat_and_back_after_a_panel_restart
         server.set_mode(503)
         wait_until(lambda: "Failing" in log(app) or "failed" in log(app), what="failing")
         wait_until(lambda: host.icon_box() is not None, what="the icon drawn")
-        host.save(f"sni-{host.name}-failing", (host.width - 220, 0, host.width, 30))
+        host.save(f"sni-{host.name}-failing", host.bar_box)
         server.set_mode("ok")
         count = len(server.events)
         server.wait_for_events(count + 2)
@@ -178,7 +182,7 @@ def test_a_panel_that_starts_after_the_app_gets_the_item_not_an_xembed_square(
         assert len(host.registered_items()) == 1
         wait_until(lambda: host.icon_box() is not None, what="the icon in the panel")
         wait_until(lambda: share(icon(host), RED) > 0.1, what="the red heart")
-        host.save("sni-late-panel", (host.width - 220, 0, host.width, 30))
+        host.save("sni-late-panel", host.bar_box)
         count = len(server.events)
         server.wait_for_events(count + 2)  # beats go on
         proc.terminate()
@@ -199,12 +203,12 @@ def test_the_hosts_menu_stays_open_across_beats_and_its_labels_follow(
     host.click(x, y, "right")
     box = wait_until(host.menu_box, what="the host's own menu")
     first = host.screenshot().crop(box)
-    host.save(f"sni-{host.name}-menu-open", (box[0] - 20, 0, host.width, box[3] + 20))
+    host.save(f"sni-{host.name}-menu-open", host.around(box))
     count = len(server.events)
     server.wait_for_events(count + 3)  # three beats while it is open
     assert host.menu_box() == box, "the menu closed (or moved) at a beat"
     # the status and counter lines changed in place: the same menu, other pixels
     wait_until(lambda: host.screenshot().crop(box) != first, what="the labels updated")
-    host.save(f"sni-{host.name}-menu-after-beats", (box[0] - 20, 0, host.width, box[3] + 20))
+    host.save(f"sni-{host.name}-menu-after-beats", host.around(box))
     host.click((box[0] + box[2]) // 2, box[3] - 14, "left")  # Quit still works
     assert proc.wait(timeout=5) == 0
