@@ -10,6 +10,7 @@ the item's menu (GTK, from our dbusmenu) on the X display, where xdotool clicks 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -120,16 +121,22 @@ class CinnamonBridge:
                 return x, y, x + width, y + height
         return None
 
-    def screenshot(self, name: str | None = None) -> Image.Image:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name or 'cinnamon-bridge'}.png"
-        subprocess.run(
-            [shutil.which("import") or "import", "-window", "root", str(path)],
+    def screenshot(
+        self, name: str | None = None, box: tuple[int, int, int, int] | None = None
+    ) -> Image.Image:
+        """The whole display; with ``name``, also saved (cropped to ``box``) as an artifact."""
+        out = subprocess.run(
+            [shutil.which("import") or "import", "-window", "root", "-depth", "8", "ppm:-"],
+            capture_output=True,
             env={**os.environ, "DISPLAY": self.display},
             check=True,
             timeout=20,
         )
-        return Image.open(path).convert("RGB")
+        image = Image.open(io.BytesIO(out.stdout)).convert("RGB")
+        if name:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            (image.crop(box) if box else image).save(ARTIFACTS / f"{name}.png")
+        return image
 
     def click_at(self, x: int, y: int) -> None:
         self.xdotool("mousemove", str(x), str(y), "click", "1")

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import colorsys
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import open_dbus_connection
+from PIL import Image
 
+from testkit import kwin_input
 from testkit.desktop import start_xvfb
 from testkit.sni_hosts import X11Panel, need, start_bus
 from testkit.waiting import wait_until
@@ -129,15 +132,8 @@ class KdePlasma(X11Panel):
     base: dict[str, str]  # the session's environment, for every process of it
 
 
-def start_kde_plasma() -> KdePlasma:
-    folder = Path(tempfile.mkdtemp(prefix="hb-kde-"))
-    folder.chmod(0o700)
-    host = KdePlasma("kde-plasma", folder, {})
-    xvfb, display = start_xvfb()
-    host.procs["xvfb"] = xvfb
-    host.display = display
+def _session(host: KdePlasma, folder: Path, extra: dict[str, str]) -> None:
     host.base = {
-        "DISPLAY": display,
         "HOME": str(folder),
         "XDG_CONFIG_HOME": str(folder / "config"),
         "XDG_DATA_HOME": str(folder / "data"),
@@ -146,8 +142,8 @@ def start_kde_plasma() -> KdePlasma:
         "XDG_CURRENT_DESKTOP": "KDE",
         "KDE_FULL_SESSION": "true",
         "KDE_SESSION_VERSION": "5",
-        "QT_QPA_PLATFORM": "xcb",
         "LIBGL_ALWAYS_SOFTWARE": "1",
+        **extra,
     }
     bus, address = start_bus(
         folder,
@@ -158,17 +154,26 @@ def start_kde_plasma() -> KdePlasma:
         },
     )
     host.procs["bus"] = bus
-    host.env = {"DBUS_SESSION_BUS_ADDRESS": address, "DISPLAY": display}
+    host.env["DBUS_SESSION_BUS_ADDRESS"] = address
+
+
+def _start(
+    host: KdePlasma, name: str, argv: list[str], extra: dict[str, str] | None = None
+) -> None:
+    with (host.folder / f"{name}.log").open("ab") as log:
+        host.procs[name] = subprocess.Popen(
+            argv,
+            env={**host._session_env(), **(extra or {})},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def _desktop(host: KdePlasma) -> KdePlasma:
+    """kded5 (the watcher), then the shell with its tray."""
     try:
-        for name, argv in (("kwin", [need("kwin_x11")]), ("kded", [need("kded5")])):
-            with (folder / f"{name}.log").open("ab") as log:
-                host.procs[name] = subprocess.Popen(
-                    argv,
-                    env=host._session_env(),
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                )
+        _start(host, "kded", [need("kded5")])
         wait_until(host.watcher_up, timeout=30, what="kded5's StatusNotifierWatcher")
         host.start_panel()
     except AssertionError:
@@ -177,4 +182,67 @@ def start_kde_plasma() -> KdePlasma:
     return host
 
 
-__all__ = ["KdePlasma", "start_kde_plasma"]
+def start_kde_plasma() -> KdePlasma:
+    """Plasma on X11: Xvfb and kwin_x11."""
+    folder = Path(tempfile.mkdtemp(prefix="hb-kde-"))
+    folder.chmod(0o700)
+    host = KdePlasma("kde-plasma", folder, {})
+    xvfb, display = start_xvfb()
+    host.procs["xvfb"] = xvfb
+    host.display = display
+    host.env["DISPLAY"] = display
+    # the bus starts kactivitymanagerd and kglobalaccel5: they need the display too
+    _session(host, folder, {"DISPLAY": display, "QT_QPA_PLATFORM": "xcb"})
+    _start(host, "kwin", [need("kwin_x11")])
+    return _desktop(host)
+
+
+class KdePlasmaWayland(KdePlasma):
+    """Plasma on Wayland: a virtual kwin_wayland; the app has no X display at all."""
+
+    def screenshot(self) -> Image.Image:
+        return kwin_input.screenshot(self.env["DBUS_SESSION_BUS_ADDRESS"])
+
+    def click(self, x: int, y: int, button: str) -> None:
+        kwin_input.click(str(self.folder / WAYLAND_SOCKET), x, y, button)
+
+
+WAYLAND_SOCKET = "wayland-kde"
+
+
+def start_kde_plasma_wayland() -> KdePlasmaWayland:
+    folder = Path(tempfile.mkdtemp(prefix="hb-kdew-"))
+    folder.chmod(0o700)
+    host = KdePlasmaWayland("kde-plasma-wayland", folder, {})
+    _session(
+        host,
+        folder,
+        {
+            "WAYLAND_DISPLAY": WAYLAND_SOCKET,
+            "XDG_SESSION_TYPE": "wayland",
+            "QT_QPA_PLATFORM": "wayland",
+            "KWIN_WAYLAND_NO_PERMISSION_CHECKS": "1",  # fake input for the test's clicks
+            "KWIN_SCREENSHOT_NO_PERMISSION_CHECKS": "1",  # and its screenshots
+        },
+    )
+    # The installed binary carries a file capability (cap_sys_resource) that a container may
+    # refuse to exec; a copy has none. It must keep its name.
+    kwin = folder / "bin" / "kwin_wayland"
+    kwin.parent.mkdir()
+    shutil.copy(need("kwin_wayland"), kwin)
+    size = ["--width", str(host.width), "--height", str(host.height)]
+    _start(
+        host,
+        "kwin",
+        [str(kwin), "--virtual", *size, "--no-lockscreen", "--socket", WAYLAND_SOCKET],
+        {"QT_QPA_PLATFORM": ""},
+    )
+    try:
+        wait_until((folder / WAYLAND_SOCKET).exists, timeout=30, what="kwin_wayland's socket")
+    except AssertionError:
+        host.stop()
+        raise
+    return _desktop(host)
+
+
+__all__ = ["KdePlasma", "KdePlasmaWayland", "start_kde_plasma", "start_kde_plasma_wayland"]

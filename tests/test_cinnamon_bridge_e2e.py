@@ -82,7 +82,7 @@ def test_the_bridge_shows_the_icon_a_click_toggles_and_the_menu_lives_across_bea
 
     bridge.click("right")  # the bridge pops up our menu itself
     box = wait_until(bridge.menu_box, what="the bridge's menu")
-    first = bridge.screenshot("cinnamon-bridge-menu").crop(box)
+    first = bridge.screenshot("cinnamon-bridge-menu", box).crop(box)
     count = len(server.events)
     server.wait_for_events(count + 3)  # three beats while it is open
     assert bridge.menu_box() == box, "the menu closed (or moved) at a beat"

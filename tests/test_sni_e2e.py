@@ -15,7 +15,7 @@ from PIL import Image
 
 from heartbeat_tray.tray.icon_art import GREY, RED
 from heartbeat_tray.tray.presenter import MENU
-from testkit.kde_plasma import KdePlasma, start_kde_plasma
+from testkit.kde_plasma import KdePlasma, start_kde_plasma, start_kde_plasma_wayland
 from testkit.posthog_server import CaptureServer
 from testkit.sni_hosts import (
     LxqtPanel,
@@ -33,6 +33,7 @@ ENV = {"POSTHOG_PROJECT_API_KEY": KEY}
 
 HOSTS = {
     "kde-plasma": start_kde_plasma,
+    "kde-plasma-wayland": start_kde_plasma_wayland,
     "waybar": start_waybar_on_sway,
     "xfce4-panel": start_xfce_panel,
     "lxqt-panel": start_lxqt_panel,
