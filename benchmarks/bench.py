@@ -227,6 +227,30 @@ WITHOUT_METRICS = "the same `run` without metrics, same run"
 WITHOUT_CHECK = "the same `run` without the check, same run"
 
 
+def beside_plain_run(
+    scenario: str,
+    ours: dict[str, float],
+    plain: dict[str, float],
+    plain_name: str,
+    quiet: str = "wakeups/s between beats",
+) -> list[Row]:
+    """A `run` with one feature on, against the same `run` without it, same run."""
+    return [
+        Row(scenario, "RSS", ours["rss"], plain["rss"], "MiB", peer_name=plain_name),
+        Row(scenario, "threads", ours["threads"], plain["threads"], "", peer_name=plain_name),
+        Row(
+            scenario,
+            quiet,
+            ours["quiet_wakeups"],
+            plain["quiet_wakeups"],
+            "/s",
+            "0",
+            ours["quiet_wakeups"] == 0,
+            peer_name=plain_name,
+        ),
+    ]
+
+
 def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
     interval = 60
     env = Env("idle")
@@ -423,38 +447,16 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
             o["quiet_wakeups"] == 0,
         ),
     ]
-    c = figures("checked")
-    checked = f"idle with the ingestion check (poll 20 s), {span}"
-    rows += [
-        Row(checked, "RSS", c["rss"], o["rss"], "MiB", peer_name=WITHOUT_CHECK),
-        Row(checked, "threads", c["threads"], o["threads"], "", peer_name=WITHOUT_CHECK),
-        Row(
-            checked,
-            "wakeups/s between beats and polls",
-            c["quiet_wakeups"],
-            o["quiet_wakeups"],
-            "/s",
-            "0",
-            c["quiet_wakeups"] == 0,
-            peer_name=WITHOUT_CHECK,
-        ),
-    ]
-    m = figures("metrics")
-    metrics = f"idle with metrics on, not scraped, {span}"
-    rows += [
-        Row(metrics, "RSS", m["rss"], o["rss"], "MiB", peer_name=WITHOUT_METRICS),
-        Row(metrics, "threads", m["threads"], o["threads"], "", peer_name=WITHOUT_METRICS),
-        Row(
-            metrics,
-            "wakeups/s between beats",
-            m["quiet_wakeups"],
-            o["quiet_wakeups"],
-            "/s",
-            "0",
-            m["quiet_wakeups"] == 0,
-            peer_name=WITHOUT_METRICS,
-        ),
-    ]
+    rows += beside_plain_run(
+        f"idle with the ingestion check (poll 20 s), {span}",
+        figures("checked"),
+        o,
+        WITHOUT_CHECK,
+        "wakeups/s between beats and polls",
+    )
+    rows += beside_plain_run(
+        f"idle with metrics on, not scraped, {span}", figures("metrics"), o, WITHOUT_METRICS
+    )
     if with_tray:
         t = figures("tray")
         tray = "tray idle (Xvfb+trayer, key in gnome-keyring)"
