@@ -40,6 +40,7 @@ from testkit.posthog_server import CaptureServer  # noqa: E402
 from testkit.sni_hosts import start_waybar_on_sway  # noqa: E402
 from testkit.waiting import poll  # noqa: E402
 
+TRAY_HOST_GRACE_S = 10  # heartbeat_tray.tray.app.TRAY_HOST_GRACE_MS (importing it loads pystray)
 OURS_KEY = "phc_benchmarkOursKey0123456789abcdefghijklmno"
 PERSONAL_KEY = "phx_benchmarkPersonalKey0123456789abcdefghij"
 PEER = [sys.executable, str(ROOT / "benchmarks" / "sdk_peer.py")]
@@ -357,6 +358,7 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        started_all = time.monotonic()  # the last process was started just now
         firsts = {
             "ours": lambda: events_from(server, "heartbeat-tray", "run"),
             "peer": lambda: [e for e in server.events if e.get("distinct_id") == "sdk-peer"],
@@ -367,7 +369,9 @@ def idle(server: CaptureServer, seconds: float, with_tray: bool) -> list[Row]:
         }
         for name in procs:
             assert wait_for(lambda n=name: bool(firsts[n]()), 60), f"{name} sent no first beat"
-        time.sleep(2.0)  # let start-up work and the first pulse finish
+        # Let start-up work finish: the first pulse, and the trays' one check for a tray host
+        # 10 s after start (TRAY_HOST_GRACE_S), a one-time wakeup that is not a cost at rest.
+        time.sleep(max(2.0, started_all + TRAY_HOST_GRACE_S + 1.0 - time.monotonic()))
         samples: dict[str, list[tuple[float, Sample]]] = {name: [] for name in procs}
         started = time.monotonic()
         while time.monotonic() - started < seconds:

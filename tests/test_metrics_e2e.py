@@ -224,7 +224,7 @@ def test_prometheus_sees_the_lag_and_the_rules_fire_when_posthog_drops_beats(
     assert "Traceback" not in err
 
 
-def test_a_port_in_use_or_a_bad_address_is_one_sentence_exit_2_and_nothing_sent(
+def test_a_port_in_use_a_bad_address_or_a_bad_slow_threshold_is_one_sentence_exit_2(
     app: App, posthog: CaptureServer
 ) -> None:
     configure(app, posthog)
@@ -245,5 +245,13 @@ def test_a_port_in_use_or_a_bad_address_is_one_sentence_exit_2_and_nothing_sent(
     app.write_config(f'host = "{posthog.url}"\n[metrics]\nlisten = ":9464"\n')
     broken = app.run("run", env=ENV)
     assert broken.returncode == 2 and "':9464' is not a metrics address" in broken.stderr
+    app.write_config(
+        f'host = "{posthog.url}"\n[ingestion]\npoll_seconds = 120\nslow_after_seconds = 30\n'
+    )
+    too_soon = app.run("run", env=ENV)
+    assert too_soon.returncode == 2 and too_soon.stderr.count("\n") == 1
+    assert "config.toml line 4: Slow after (30 s) is shorter than the check interval" in (
+        too_soon.stderr
+    )
     assert posthog.capture_requests() == []
-    assert "Traceback" not in busy.stderr + bad.stderr + broken.stderr
+    assert "Traceback" not in busy.stderr + bad.stderr + broken.stderr + too_soon.stderr

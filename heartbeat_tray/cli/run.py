@@ -16,7 +16,6 @@ from heartbeat_tray.cli.context import EXIT_OK, Context, UserError, say
 from heartbeat_tray.core.alert_rules import Alert
 from heartbeat_tray.engine import Engine
 from heartbeat_tray.system.instance_lock import InstanceLock
-from heartbeat_tray.system.metrics import MetricsError
 
 log = logging.getLogger("heartbeat_tray")
 
@@ -42,10 +41,9 @@ def cmd_run(ctx: Context) -> int:
             on_alert=_log_alert,
             loaded=ctx.loaded,
         )
-        try:
-            engine.start_metrics()  # a port in use: exit 2 before a beat is sent
-        except MetricsError as exc:
-            raise UserError(str(exc)) from None
+        problem = engine.start_metrics()  # a port in use: exit 2 before a beat is sent
+        if problem is not None:
+            raise UserError(problem)
         return _run(engine, key.masked)
     finally:
         lock.release()
