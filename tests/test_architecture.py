@@ -74,7 +74,7 @@ def test_the_engine_is_the_one_place_run_and_the_tray_build_the_ticker() -> None
 
 
 def test_a_heartbeat_without_metrics_does_not_load_the_prometheus_client() -> None:
-    """Imported only when metrics are on: it costs every `run` and tray 1.6 MiB otherwise
+    """Imported only when metrics are on: it costs every `run` and tray 1.4 MiB otherwise
     (measured in the idle benchmark, where `run` went over the SDK peer's RSS)."""
     import subprocess
 

@@ -5,7 +5,7 @@ it: each live beat's lag, the beats proven lost, the incidents, the p95 and the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from heartbeat_tray.core.ingestion import LAG_WINDOWS, rank
@@ -28,7 +28,7 @@ class History:
     incidents: Sequence[Span] = ()
     slow_after_seconds: int = 0  # 0: the slow check is off
     host: str = ""
-    hours: int = field(default=HISTORY_SECONDS // 3600)
+    hours: int = HISTORY_SECONDS // 3600
 
     @property
     def start(self) -> datetime:
