@@ -22,24 +22,18 @@ from heartbeat_tray.core.alert_rules import Alert, delivery_alert
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
 from heartbeat_tray.core.app_state import AppState, Snapshot
 from heartbeat_tray.core.clock import Clock
-from heartbeat_tray.core.ingestion_store import IngestionStore
 from heartbeat_tray.core.outbox import Outbox
-from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
-from heartbeat_tray.core.settings import (
-    LoadedSettings,
-    Overrides,
-    Settings,
-    installation_id,
-    load_settings,
-    save_settings,
-)
+from heartbeat_tray.core.settings import LoadedSettings, Overrides, Settings
 from heartbeat_tray.core.ticker import Ticker, TickerConfig
+from heartbeat_tray.ingestion.poller import IngestionPoller, PollerConfig
+from heartbeat_tray.ingestion.store import IngestionStore
 from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.query import QueryClient
 from heartbeat_tray.system.atomic_file import write_atomically
 from heartbeat_tray.system.keystore import KeyStore, report_unreadable_key
 from heartbeat_tray.system.log_setup import never_log
 from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.system.settings_file import installation_id, load_settings, save_settings
 from heartbeat_tray.system.webhook import WebhookSender
 
 if TYPE_CHECKING:

@@ -15,11 +15,13 @@ import httpx
 from heartbeat_tray.core.alert_rules import Alert
 from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.clock import RUN_ID
-from heartbeat_tray.core.ingestion_store import IngestionStore
 from heartbeat_tray.core.outbox import Outbox
-from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
 from heartbeat_tray.core.settings import IngestionSettings, Settings
-from heartbeat_tray.posthog.query import ROW_LIMIT, QueryClient, StoredBeat, parse_time
+from heartbeat_tray.core.timefmt import parse_iso as parse_time
+from heartbeat_tray.core.verdicts import StoredBeat
+from heartbeat_tray.ingestion.poller import IngestionPoller, PollerConfig
+from heartbeat_tray.ingestion.store import IngestionStore
+from heartbeat_tray.posthog.query import ROW_LIMIT, QueryClient
 from heartbeat_tray.system.webhook import WebhookSender
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

@@ -136,7 +136,7 @@ def test_secrets_can_be_registered_while_other_threads_format_log_lines() -> Non
 
 
 def test_slow_ingestion_asks_for_attention_and_is_the_tooltip_line() -> None:
-    from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus
+    from heartbeat_tray.core.ingestion_status import IngestionState, IngestionStatus
 
     sentence = "Ingestion slow: p95 412 s over 15 min (over 300 s)"
     snap = Snapshot(ingestion=IngestionStatus(state=IngestionState.SLOW, sentence=sentence))

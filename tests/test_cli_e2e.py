@@ -268,7 +268,8 @@ def test_autostart_on_status_off(app: App) -> None:
 
 
 def test_settings_file_written_by_the_app_is_private(app: App) -> None:
-    from heartbeat_tray.core.settings import Settings, save_settings
+    from heartbeat_tray.core.settings import Settings
+    from heartbeat_tray.system.settings_file import save_settings
 
     save_settings(app.config_file, Settings())
     assert stat.S_IMODE(os.stat(app.config_file).st_mode) == 0o600
@@ -442,8 +443,8 @@ def test_status_says_when_there_is_no_settings_file_yet(app: App) -> None:
 def test_status_never_shows_an_old_check_as_current(app: App) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus
-    from heartbeat_tray.core.ingestion_store import IngestionStore
+    from heartbeat_tray.core.ingestion_status import IngestionState, IngestionStatus
+    from heartbeat_tray.ingestion.store import IngestionStore
 
     app.write_config("[ingestion]\npoll_seconds = 60\n")
     app.state_dir.mkdir(parents=True)

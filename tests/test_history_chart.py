@@ -10,8 +10,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from heartbeat_tray.core.history import History, Span
-from heartbeat_tray.core.ingestion_store import read_history
 from heartbeat_tray.dialog.history_chart import (
     BACKGROUND,
     BANDS,
@@ -21,6 +19,8 @@ from heartbeat_tray.dialog.history_chart import (
     THRESHOLD,
     render,
 )
+from heartbeat_tray.ingestion.history import History, Span
+from heartbeat_tray.ingestion.store import read_history
 from testkit.simulation import Harness
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -15,15 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from heartbeat_tray.core.ingestion import IngestionState
-from heartbeat_tray.core.settings import (
-    SettingsError,
-    load_settings,
-    validate_host,
-    validate_webhook_url,
-)
-from heartbeat_tray.posthog.query import QueryClient, QueryVerdict, StoredBeat
-from heartbeat_tray.system.webhook import WebhookResult, WebhookSender
+from heartbeat_tray.core.ingestion_status import IngestionState
+from heartbeat_tray.core.settings import SettingsError, validate_host, validate_webhook_url
+from heartbeat_tray.core.verdicts import QueryVerdict, StoredBeat, WebhookResult
+from heartbeat_tray.posthog.query import QueryClient
+from heartbeat_tray.system.settings_file import load_settings
+from heartbeat_tray.system.webhook import WebhookSender
 from testkit.simulation import PERSONAL, PROJECT_KEY, Harness
 
 APP = "https://us.posthog.com"
@@ -268,8 +265,8 @@ def test_no_error_text_is_longer_than_a_sentence() -> None:
 
 
 def test_a_check_that_could_not_open_its_file_at_start_goes_back_to_it(tmp_path: Path) -> None:
-    from heartbeat_tray.core.ingestion_store import IngestionStore
     from heartbeat_tray.core.outbox import Outbox
+    from heartbeat_tray.ingestion.store import IngestionStore
 
     path = tmp_path / "not-yet" / "outbox.sqlite3"
     store = IngestionStore(path)  # the folder is missing (or the file locked) at start

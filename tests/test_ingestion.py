@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from heartbeat_tray.core.ingestion import (
-    IngestionState,
+from heartbeat_tray.core.ingestion_status import IngestionState
+from heartbeat_tray.core.settings import IngestionSettings
+from heartbeat_tray.core.timefmt import parse_iso as parse_time
+from heartbeat_tray.core.verdicts import StoredBeat
+from heartbeat_tray.ingestion.poller import IngestionPoller, PollerConfig
+from heartbeat_tray.ingestion.rules import (
     LedgerBeat,
     failing_sentence,
     judge,
@@ -18,10 +22,8 @@ from heartbeat_tray.core.ingestion import (
     slow_sentence,
     slowness,
 )
-from heartbeat_tray.core.ingestion_store import status_from_json, status_to_json
-from heartbeat_tray.core.poller import IngestionPoller, PollerConfig
-from heartbeat_tray.core.settings import IngestionSettings
-from heartbeat_tray.posthog.query import QueryClient, StoredBeat, hogql, parse_time
+from heartbeat_tray.ingestion.store import status_from_json, status_to_json
+from heartbeat_tray.posthog.query import QueryClient, hogql
 from testkit.simulation import PERSONAL, PROJECT_KEY, T0, Harness
 
 

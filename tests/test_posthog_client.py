@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from heartbeat_tray import __version__
+from heartbeat_tray.core.verdicts import KeyCheckVerdict, Verdict
+from heartbeat_tray.net.http import parse_retry_after
 from heartbeat_tray.posthog.capture import PostHogClient
-from heartbeat_tray.posthog.flags import KeyCheckVerdict
-from heartbeat_tray.posthog.responses import Verdict, parse_retry_after
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 KEY = "phc_" + "b" * 43

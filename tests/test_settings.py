@@ -15,12 +15,14 @@ from heartbeat_tray.core.settings import (
     Overrides,
     Settings,
     SettingsError,
+    validate_host,
+    validate_interval,
+)
+from heartbeat_tray.system.settings_file import (
     installation_id,
     keep_backup,
     load_settings,
     save_settings,
-    validate_host,
-    validate_interval,
 )
 
 NOW = datetime(2026, 11, 26, 9, 30, 0, tzinfo=UTC)

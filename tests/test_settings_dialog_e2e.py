@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from heartbeat_tray.core.settings import load_settings
+from heartbeat_tray.system.settings_file import load_settings
 from testkit.desktop import Desktop, start_desktop
 from testkit.posthog_server import CaptureServer
 from tests.conftest import KEY, App, secret_tool_lookup, wait_until

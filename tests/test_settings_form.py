@@ -7,7 +7,7 @@ from pathlib import Path
 import keyring
 import pytest
 
-from heartbeat_tray.core.settings import EU_HOST, Settings, load_settings
+from heartbeat_tray.core.settings import EU_HOST, Settings
 from heartbeat_tray.dialog.form import (
     FormValues,
     SaveFailed,
@@ -19,6 +19,7 @@ from heartbeat_tray.dialog.form import (
 )
 from heartbeat_tray.system.keystore import SERVICE, USERNAME, KeyStore
 from heartbeat_tray.system.launch_at_login import LaunchAtLoginError
+from heartbeat_tray.system.settings_file import load_settings
 from tests.fakes import MemoryKeyring
 
 KEY = "phc_" + "f" * 43

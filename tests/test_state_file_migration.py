@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from heartbeat_tray.core.ingestion_store import IngestionStore
 from heartbeat_tray.core.outbox import SCHEMA_VERSION, Outbox
+from heartbeat_tray.ingestion.store import IngestionStore
 
 # The schema of release 0.1.0 (before the ledger kept monotonic acceptance times).
 PREVIOUS = """

@@ -472,8 +472,9 @@ def test_the_ingestion_ledger_keeps_every_beat_of_the_window_the_check_judges(
 ) -> None:
     from dataclasses import replace as with_
 
-    from heartbeat_tray.core.ingestion import IngestionState, judge, query_window
-    from heartbeat_tray.core.ingestion_store import IngestionStore
+    from heartbeat_tray.core.ingestion_status import IngestionState
+    from heartbeat_tray.ingestion.rules import judge, query_window
+    from heartbeat_tray.ingestion.store import IngestionStore
 
     # one beat a second and an alert after a day, both allowed: a 48-hour window
     settings = Settings(interval_seconds=1)

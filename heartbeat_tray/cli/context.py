@@ -16,17 +16,11 @@ from heartbeat_tray.core.api_key import (
     MisplacedKey,
     check_key_text,
 )
-from heartbeat_tray.core.settings import (
-    LoadedSettings,
-    Overrides,
-    Settings,
-    SettingsError,
-    installation_id,
-    load_settings,
-)
+from heartbeat_tray.core.settings import LoadedSettings, Overrides, Settings, SettingsError
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.log_setup import FILE_ONLY, never_log
 from heartbeat_tray.system.paths import AppPaths, make_private_dir
+from heartbeat_tray.system.settings_file import installation_id, load_settings
 
 log = logging.getLogger("heartbeat_tray")
 

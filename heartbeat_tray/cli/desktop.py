@@ -6,8 +6,8 @@ from heartbeat_tray.cli.context import Context, UserError
 
 
 def cmd_tray(ctx: Context) -> int:
+    from heartbeat_tray.system.display import NoDisplay
     from heartbeat_tray.tray.app import run_tray
-    from heartbeat_tray.tray.ui_thread import NoDisplay
 
     ctx.require_state_folder()
     try:
@@ -17,7 +17,7 @@ def cmd_tray(ctx: Context) -> int:
 
 
 def cmd_settings(ctx: Context) -> int:
-    from heartbeat_tray.tray.ui_thread import NoDisplay
+    from heartbeat_tray.system.display import NoDisplay
 
     try:
         from heartbeat_tray.dialog.view import run_dialog

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from heartbeat_tray.cli.context import EXIT_OK, Context, UserError, answer
 from heartbeat_tray.cli.status import running_settings
-from heartbeat_tray.core.ingestion_store import read_history
 from heartbeat_tray.core.settings import IngestionSettings
+from heartbeat_tray.ingestion.store import read_history
 from heartbeat_tray.system.atomic_file import write_atomically
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _settings_in_use(ctx: Context) -> dict[str, Any]:
 
 
 def _show(picture: Callable[[int], Image]) -> int:
-    from heartbeat_tray.tray.ui_thread import NoDisplay
+    from heartbeat_tray.system.display import NoDisplay
 
     try:
         from heartbeat_tray.dialog.history_window import run_history_window

@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from heartbeat_tray.cli.context import EXIT_NOT_ACCEPTED, EXIT_OK, Context, answer
 from heartbeat_tray.core.event import BeatTemplate
 from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.verdicts import Delivery, KeyCheckVerdict, NetworkFailure, Verdict
 from heartbeat_tray.posthog.capture import PostHogClient
-from heartbeat_tray.posthog.flags import KeyCheckVerdict
-from heartbeat_tray.posthog.responses import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,7 @@ def cmd_once(ctx: Context) -> int:
         Verdict.TRANSIENT: " Check the host and your network, or try again later; "
         "'heartbeat-tray run' keeps and retries beats.",
     }.get(result.verdict, "")
-    answer(
-        f"Not accepted: {_reason_at(result.reason, result.status, settings.host)}.{hint}", ok=False
-    )
+    answer(f"Not accepted: {_reason_at(result, settings.host)}.{hint}", ok=False)
     return EXIT_NOT_ACCEPTED
 
 
@@ -80,12 +77,13 @@ def cmd_check(ctx: Context) -> int:
     return EXIT_OK if valid else EXIT_NOT_ACCEPTED
 
 
-def _reason_at(reason: str, status: int | None, host: str) -> str:
+def _reason_at(result: Delivery, host: str) -> str:
     """'503 Service Unavailable from X', 'connection refused by X', 'timed out … waiting for X'."""
-    if status is not None:
+    reason = result.reason
+    if result.status is not None:
         return f"{reason} from {host}"
-    if reason == "connection refused":
+    if result.failure is NetworkFailure.REFUSED:
         return f"connection refused by {host}"
-    if reason.startswith("timed out"):
+    if result.failure is NetworkFailure.TIMEOUT:
         return f"{reason} waiting for {host}"
     return f"{reason} ({host})"

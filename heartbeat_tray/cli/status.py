@@ -13,11 +13,11 @@ from typing import Any
 from heartbeat_tray import __version__
 from heartbeat_tray.cli.context import EXIT_OK, Context
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
-from heartbeat_tray.core.event import iso_utc
-from heartbeat_tray.core.ingestion import IngestionStatus
-from heartbeat_tray.core.ingestion_store import status_from_json, status_to_json
+from heartbeat_tray.core.ingestion_status import IngestionStatus
 from heartbeat_tray.core.outbox import read_only_view
 from heartbeat_tray.core.stats import stats_from_meta
+from heartbeat_tray.core.timefmt import iso_utc
+from heartbeat_tray.ingestion.store import status_from_json, status_to_json
 from heartbeat_tray.system.instance_lock import running_pid
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import for_this_os, state_text

@@ -24,11 +24,11 @@ from heartbeat_tray.cli.context import (
 from heartbeat_tray.cli.send import ONE_SHOT_DEADLINE, next_sequence
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.event import BeatTemplate
-from heartbeat_tray.core.ingestion import MIN_WINDOW_SECONDS
+from heartbeat_tray.core.hosts import app_host
+from heartbeat_tray.core.verdicts import QueryVerdict, Verdict
+from heartbeat_tray.ingestion.rules import MIN_WINDOW_SECONDS
 from heartbeat_tray.posthog.capture import PostHogClient
-from heartbeat_tray.posthog.hosts import app_host
-from heartbeat_tray.posthog.query import QueryClient, QueryVerdict
-from heartbeat_tray.posthog.responses import Verdict
+from heartbeat_tray.posthog.query import QueryClient
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.log_setup import never_log
 

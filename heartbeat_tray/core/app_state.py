@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from heartbeat_tray.core.ingestion import IngestionState, IngestionStatus
+from heartbeat_tray.core.ingestion_status import IngestionState, IngestionStatus
 from heartbeat_tray.core.tally import BeatTally, CheckTally
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class Snapshot:
     missed: int = 0  # beats dropped: backfill off, outbox bounds, or rejected (400)
     accepted_live: int = 0  # grows by one per accepted live beat: the tray pulses on it
     setup_problem: str | None = None  # why the app needs setup (no key, keyring, settings file)
+    keyring_locked: bool = False  # the keyring could not be read: a dialog could not store a key
     settings_problem: str | None = None  # a reload found a broken file: last good settings kept
     storage_problem: str | None = None  # beats cannot be kept on disk (full, read-only)
     ingestion: IngestionStatus = field(default_factory=IngestionStatus)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from heartbeat_tray.core.backoff import retry_delay
-from heartbeat_tray.posthog.responses import Delivery, Verdict
+from heartbeat_tray.core.verdicts import Delivery, Verdict
 
 log = logging.getLogger(__name__)
 

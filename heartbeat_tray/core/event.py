@@ -6,10 +6,11 @@ import platform
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from heartbeat_tray import __version__
+from heartbeat_tray.core.timefmt import iso_utc
 
 LIB = "heartbeat-tray"
 
@@ -33,10 +34,6 @@ def os_name() -> str:
     if sys.platform == "darwin":
         return "Mac OS X"  # the value PostHog's own SDKs send
     return platform.system() or sys.platform
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def build_event(

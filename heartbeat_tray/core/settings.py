@@ -1,4 +1,5 @@
-"""The settings file: defaults, validation with one sentence per bad value, read-only loading.
+"""The settings as values: defaults, validation with one sentence per bad value, and what a
+file's bytes hold (``system.settings_file`` reads and writes the file itself).
 
 A broken file is never replaced by defaults: a typo must not send the key and the beats to a
 host the user never chose. Loading says what is wrong on which line and keeps every value it
@@ -13,21 +14,14 @@ import ipaddress
 import json
 import logging
 import math
-import os
 import re
-import stat
 import tomllib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from heartbeat_tray.core.event import BEAT_PROPERTIES
-from heartbeat_tray.posthog.hosts import EU_HOST, US_HOST, ingest_host
-from heartbeat_tray.system.atomic_file import create_exclusively, write_atomically
+from heartbeat_tray.core.hosts import EU_HOST, US_HOST, ingest_host
 
 log = logging.getLogger(__name__)
 
@@ -573,47 +567,18 @@ def _fix_hint(name: str) -> str:
     return f" — fix it in {name} or open Settings"
 
 
-def read_settings_file(path: Path) -> bytes | None:
-    """The file's bytes; None when there is none. Raises OSError or SettingsError(file)."""
-    try:
-        info = os.stat(path)  # follows a link: a link to /dev/zero is judged by its target
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        raise SettingsError(
-            "file", f"{path} is not a regular file; replace it with a plain text file."
-        )
-    if info.st_size > MAX_FILE_BYTES:
-        raise SettingsError(
-            "file", f"{path} is {info.st_size:,} bytes, far too large for a settings file."
-        )
-    with open(path, "rb") as handle:
-        return handle.read(MAX_FILE_BYTES + 1)
-
-
-def load_settings(path: Path) -> LoadedSettings:
-    """Read the settings file without changing it; a broken file is a problem, never defaults."""
-    name = path.name
-    try:
-        raw = read_settings_file(path)
-    except SettingsError as exc:
-        return _broken(Settings(), f"{exc}")
-    except OSError as exc:
-        return _broken(
-            Settings(), f"{path} cannot be read ({exc.strerror or exc}); check its permissions."
-        )
-    if raw is None:
-        return LoadedSettings(Settings())
+def settings_from_bytes(raw: bytes, name: str) -> LoadedSettings:
+    """The settings a file's bytes hold; a broken file is a problem, never defaults."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return _broken(Settings(), f"{name} is not UTF-8 text{_fix_hint(name)}.")
+        return broken_settings(Settings(), f"{name} is not UTF-8 text{_fix_hint(name)}.")
     try:
         data = tomllib.loads(text)
     except (ValueError, RecursionError) as exc:
         if not isinstance(exc, tomllib.TOMLDecodeError):
             # A 5000-digit number, an array nested 2000 deep: TOML allows them, Python refuses.
-            return _broken(
+            return broken_settings(
                 _readable_values(text),
                 f"{name}: a value is far too long or too deeply nested{_fix_hint(name)}.",
             )
@@ -625,11 +590,13 @@ def load_settings(path: Path) -> LoadedSettings:
         if what in ("Unterminated string", "Illegal character '\\n'"):
             what = "a text value has no closing quote"
         what = what[:1].lower() + what[1:]
-        return _broken(_readable_values(text), f"{where}: {what}{_fix_hint(name)}.")
+        return broken_settings(_readable_values(text), f"{where}: {what}{_fix_hint(name)}.")
     try:
         settings, errors, warnings = settings_from_mapping(data)
     except RecursionError:
-        return _broken(Settings(), f"{name}: a value is nested far too deeply{_fix_hint(name)}.")
+        return broken_settings(
+            Settings(), f"{name}: a value is nested far too deeply{_fix_hint(name)}."
+        )
     for warning in warnings:
         log.warning("%s: %s", name, warning)
     if errors:
@@ -641,11 +608,13 @@ def load_settings(path: Path) -> LoadedSettings:
             problem = f"{where}: {sentence}{more}"
         else:
             problem = f"{where}: {sentence.rstrip('.')}{more}{_fix_hint(name)}."
-        return _broken(settings, problem, warnings)
+        return broken_settings(settings, problem, warnings)
     return LoadedSettings(settings, warnings=tuple(warnings))
 
 
-def _broken(settings: Settings, problem: str, warnings: list[str] | None = None) -> LoadedSettings:
+def broken_settings(
+    settings: Settings, problem: str, warnings: list[str] | None = None
+) -> LoadedSettings:
     # For the log file only: whoever reads the file says it to the user in its own words.
     log.warning("Settings file problem: %s", problem, extra={"console": False})
     return LoadedSettings(settings, problem=problem, warnings=tuple(warnings or ()))
@@ -674,39 +643,6 @@ def _readable_values(text: str) -> Settings:
     return settings
 
 
-def save_settings(path: Path, settings: Settings) -> None:
-    write_atomically(path, tomli_w.dumps(settings.to_toml_dict()).encode("utf-8"))
-
-
-def keep_backup(path: Path, now: dt.datetime) -> Path | None:
-    """Copy the current file to ``config.toml.bak-<UTC>`` before a Save replaces it."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.bak-{stamp}")
-    counter = 1
-    while not create_exclusively(target, data):
-        counter += 1
-        target = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
-    return target
-
-
-def installation_id(path: Path) -> str:
-    """The distinct id used when none is configured: generated once per installation."""
-    try:
-        existing = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        existing = ""
-    if existing:
-        return existing
-    fresh = f"heartbeat-tray-{uuid.uuid4()}"
-    if create_exclusively(path, fresh.encode("utf-8")):
-        return fresh
-    return path.read_text(encoding="utf-8").strip() or fresh
-
-
 __all__ = [
     "EU_HOST",
     "KNOWN_KEYS",
@@ -715,8 +651,5 @@ __all__ = [
     "Overrides",
     "Settings",
     "SettingsError",
-    "installation_id",
-    "keep_backup",
-    "load_settings",
-    "save_settings",
+    "settings_from_bytes",
 ]

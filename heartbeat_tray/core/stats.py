@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from heartbeat_tray.core.event import iso_utc
 from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.timefmt import iso_utc
 
 
 def local_day(wall: datetime) -> str:

@@ -22,15 +22,15 @@ from heartbeat_tray.core.app_state import AppState, Health
 from heartbeat_tray.core.clock import RUN_ID, Clock, SystemClock
 from heartbeat_tray.core.delivery import MAX_BATCH, DeliveryPolicy
 from heartbeat_tray.core.event import BeatTemplate
-from heartbeat_tray.core.ingestion import query_window
 from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Accepted, Outbox, QueuedBeat
 from heartbeat_tray.core.schedule import Schedule
 from heartbeat_tray.core.settings import Settings
 from heartbeat_tray.core.stats import Outcome, StatsStore
 from heartbeat_tray.core.tally import BeatTally
+from heartbeat_tray.core.verdicts import VERDICT_WORDS, Verdict
 from heartbeat_tray.core.worker import Worker
+from heartbeat_tray.ingestion.rules import query_window
 from heartbeat_tray.posthog.capture import PostHogClient
-from heartbeat_tray.posthog.responses import VERDICT_WORDS, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class Ticker:
         self._key: str | None = None
         self._key_read = False
         self._setup_problem: str | None = None
+        self._keyring_locked = False
         self._storage_problem: str | None = None
         self._accepted_live = 0
         self._tally = BeatTally()
@@ -239,16 +240,19 @@ class Ticker:
     def _read_key(self) -> str | None:
         if self._config.problem:
             self._setup_problem = self._config.problem
+            self._keyring_locked = False
             return None  # a broken settings file: no beat and no key goes anywhere
         if not self._key_read:
             self._key_read = True
             try:
                 self._key = self._key_source()
                 self._setup_problem = None
+                self._keyring_locked = False
             except KeyringUnavailable as exc:
                 self._key = None
                 misplaced = isinstance(exc, MisplacedKey)
                 self._setup_problem = str(exc) if misplaced else KEYRING_PROBLEM
+                self._keyring_locked = not misplaced
                 log.debug("No API key: %s", exc)
         return self._key
 
@@ -413,5 +417,6 @@ class Ticker:
             accepted_live=self._accepted_live,
             beats=self._tally,
             setup_problem=self._setup_problem,
+            keyring_locked=self._keyring_locked,
             storage_problem=self._storage_problem,
         )

@@ -25,9 +25,6 @@ from heartbeat_tray.core.settings import (
     US_HOST,
     Settings,
     SettingsError,
-    keep_backup,
-    load_settings,
-    save_settings,
     validate_distinct_id,
     validate_event,
     validate_host,
@@ -37,6 +34,7 @@ from heartbeat_tray.core.settings import (
 )
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import LaunchAtLogin, LaunchAtLoginError
+from heartbeat_tray.system.settings_file import keep_backup, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from PIL import Image, ImageDraw, ImageFont
 
-from heartbeat_tray.core.history import History
+from heartbeat_tray.ingestion.history import History
 
 WIDTH, HEIGHT = 960, 440  # the default size; a smaller screen gets a narrower chart
 MIN_WIDTH = 640  # the legend's width

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tkinter
 
-from heartbeat_tray.tray.ui_thread import NoDisplay
+from heartbeat_tray.system.display import NoDisplay
 
 
 def new_root(class_name: str, instead: str) -> tkinter.Tk:

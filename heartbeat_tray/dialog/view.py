@@ -15,10 +15,10 @@ from tkinter import ttk
 from typing import Any
 
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable, mask
-from heartbeat_tray.core.ingestion import MIN_WINDOW_SECONDS
-from heartbeat_tray.core.ingestion_store import status_from_json
+from heartbeat_tray.core.hosts import app_host
 from heartbeat_tray.core.outbox import read_only_view
-from heartbeat_tray.core.settings import Settings, installation_id, load_settings
+from heartbeat_tray.core.settings import Settings
+from heartbeat_tray.core.verdicts import QueryVerdict
 from heartbeat_tray.dialog.form import (
     HOST_LABELS,
     FormValues,
@@ -30,13 +30,15 @@ from heartbeat_tray.dialog.form import (
     save_form,
 )
 from heartbeat_tray.dialog.tk_window import new_root
+from heartbeat_tray.ingestion.rules import MIN_WINDOW_SECONDS
+from heartbeat_tray.ingestion.store import status_from_json
 from heartbeat_tray.posthog.capture import PostHogClient
-from heartbeat_tray.posthog.hosts import app_host
-from heartbeat_tray.posthog.query import QueryClient, QueryVerdict
+from heartbeat_tray.posthog.query import QueryClient
 from heartbeat_tray.system.instance_channel import send_command
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import for_this_os
 from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.system.settings_file import installation_id, load_settings
 from heartbeat_tray.tray.ui_thread import TkUiThread
 
 log = logging.getLogger(__name__)
@@ -461,18 +463,18 @@ class SettingsDialog:
                 answer = client.check_key(host, key, distinct_id, timeout=10.0)
             finally:
                 client.close()
-            message, ok = answer.message, answer.verdict.value == "valid"
+            message, ok = answer.message, answer.valid
             if ok and personal:
                 said, ok = ask_query(settings, key, personal, distinct_id)
                 message = f"{message} {said}"
-            self.ui.call(lambda: self._test_done(message, "valid" if ok else "invalid"))
+            self.ui.call(lambda: self._test_done(message, ok))
 
         threading.Thread(target=ask, name="test-connection", daemon=True).start()
 
-    def _test_done(self, message: str, verdict: str) -> None:
+    def _test_done(self, message: str, ok: bool) -> None:
         log.info("Test connection: %s", message)
         self.test_button.state(["!disabled"])
-        self._show_test(message, OK_COLOUR if verdict == "valid" else ERROR_COLOUR)
+        self._show_test(message, OK_COLOUR if ok else ERROR_COLOUR)
 
     def _show_test(self, text: str, colour: str) -> None:
         self.test_result.configure(text=text, foreground=colour)

@@ -13,19 +13,16 @@ from typing import Any
 
 import httpx
 
-from heartbeat_tray.core.event import iso_utc
-from heartbeat_tray.posthog.flags import KeyCheck, check_key
-from heartbeat_tray.posthog.http import (
+from heartbeat_tray.core.timefmt import iso_utc
+from heartbeat_tray.core.verdicts import Delivery, KeyCheck, Verdict
+from heartbeat_tray.net.http import (
     CAPTURE_ANSWER_LIMIT,
     DeadlineClient,
     UnreadableAnswer,
-    failure_reason,
+    no_answer,
 )
-from heartbeat_tray.posthog.responses import (
-    Delivery,
-    Verdict,
-    classify_status,
-)
+from heartbeat_tray.posthog.flags import check_key
+from heartbeat_tray.posthog.responses import classify_status
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +50,9 @@ class PostHogClient(DeadlineClient):
                     timeout=timeout,
                 )
             except httpx.HTTPError as exc:
-                reason = failure_reason(exc, expired, timeout)
-                log.info("Capture request failed: %s", reason)
-                return Delivery(Verdict.TRANSIENT, reason)
+                why = no_answer(exc, expired, timeout)
+                log.info("Capture request failed: %s", why.reason)
+                return Delivery(Verdict.TRANSIENT, why.reason, failure=why.kind)
             except UnreadableAnswer as exc:
                 log.warning("Capture answer abandoned: %s", exc)
                 return Delivery(Verdict.TRANSIENT, str(exc))

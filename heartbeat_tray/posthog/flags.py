@@ -4,33 +4,25 @@ a key that is valid on that host (capture answers 200 even for a wrong key).
 
 from __future__ import annotations
 
-import enum
 import threading
-from dataclasses import dataclass
 
 import httpx
 
-from heartbeat_tray.posthog.http import (
+from heartbeat_tray.core.verdicts import (
+    NOT_AN_API,
+    KeyCheck,
+    KeyCheckVerdict,
+    NetworkFailure,
+    StatusKind,
+    status_kind,
+)
+from heartbeat_tray.net.http import (
     FLAGS_ANSWER_LIMIT,
     DeadlineClient,
     UnreadableAnswer,
-    failure_reason,
+    no_answer,
+    reason_phrase,
 )
-
-
-class KeyCheckVerdict(enum.Enum):
-    VALID = "valid"
-    INVALID = "invalid"  # 401/403: invalid, expired, or a key of another region
-    WRONG_HOST = "wrong-host"  # 3xx/404/405: not a PostHog ingest address
-    UNREACHABLE = "unreachable"
-    TLS_ERROR = "tls-error"
-    UNEXPECTED = "unexpected"
-
-
-@dataclass(frozen=True)
-class KeyCheck:
-    verdict: KeyCheckVerdict
-    message: str  # one sentence for the user
 
 
 def check_key(
@@ -55,8 +47,9 @@ def check_key(
             KeyCheckVerdict.UNEXPECTED, f"{host} answered oddly ({exc}); try again later."
         )
     except httpx.HTTPError as exc:
-        reason = failure_reason(exc, expired, timeout)
-        if reason.startswith("TLS error"):
+        why = no_answer(exc, expired, timeout)
+        reason = why.reason
+        if why.kind is NetworkFailure.TLS:
             return KeyCheck(
                 KeyCheckVerdict.TLS_ERROR,
                 f"{host} could not be reached securely ({reason}); check the host "
@@ -67,16 +60,17 @@ def check_key(
             f"{host} is unreachable ({reason}); check the host address and your network.",
         )
     status = response.status_code
-    answered = f"{status} {response.reason_phrase}".strip()
-    if status == 200:
+    answered = reason_phrase(response)
+    kind = status_kind(status)
+    if kind is StatusKind.SUCCESS:
         return KeyCheck(KeyCheckVerdict.VALID, f"The API key is valid for {host}.")
-    if status in (401, 403):
+    if kind is StatusKind.REJECTED_AUTH:
         return KeyCheck(
             KeyCheckVerdict.INVALID,
             f"{host} rejected the API key ({status}): it is invalid, expired, or belongs "
             "to another region or instance; copy the project API key from Project settings.",
         )
-    if 300 <= status < 400 or status in (404, 405):
+    if kind in NOT_AN_API:
         return KeyCheck(
             KeyCheckVerdict.WRONG_HOST,
             f"PostHog at {host} answered {answered}: this is not a PostHog ingest address; "

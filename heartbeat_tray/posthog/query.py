@@ -4,24 +4,31 @@ stored (the ingestion check). Answers are classified as values, like the capture
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from heartbeat_tray.posthog.http import (
+from heartbeat_tray.core.timefmt import parse_iso
+from heartbeat_tray.core.verdicts import (
+    QueryAnswer,
+    QueryVerdict,
+    StatusKind,
+    StoredBeat,
+    status_kind,
+)
+from heartbeat_tray.net.http import (
     PROJECTS_ANSWER_LIMIT,
     QUERY_ANSWER_LIMIT,
     DeadlineClient,
     UnreadableAnswer,
-    failure_reason,
+    no_answer,
+    parse_retry_after,
 )
-from heartbeat_tray.posthog.responses import parse_retry_after, redact_keys
+from heartbeat_tray.posthog.responses import redact_keys
 
 log = logging.getLogger(__name__)
 
@@ -29,32 +36,6 @@ QUERY_NAME = "heartbeat-tray ingestion check"
 MAX_PROJECT_PAGES = 50
 ROW_LIMIT = 1000  # rows per query answer
 MAX_QUERY_PAGES = 8  # queries per check at most, only while answers come back full
-
-
-class QueryVerdict(enum.Enum):
-    OK = "ok"
-    REJECTED = "rejected"  # 401/403: the personal key, or a missing scope; stop until settings
-    NOT_FOUND = "not-found"  # 404, or no project of this project key
-    RATE_LIMITED = "rate-limited"  # 429: wait for Retry-After
-    TRANSIENT = "transient"  # network, timeout, 5xx: try again later
-    ERROR = "error"  # any other answer, a query error
-
-
-@dataclass(frozen=True)
-class StoredBeat:
-    uuid: str
-    timestamp: datetime  # the beat's time as PostHog stored it (corrected with sent_at)
-    created_at: datetime  # when PostHog stored it
-
-
-@dataclass(frozen=True)
-class QueryAnswer:
-    verdict: QueryVerdict
-    message: str  # one sentence for people
-    beats: list[StoredBeat] = field(default_factory=list)
-    project_id: int | None = None
-    retry_after: float | None = None
-    covered_since: datetime | None = None  # set when the pages ran out before the window did
 
 
 def hogql(window_seconds: int, *, paged: bool = False) -> str:
@@ -66,14 +47,6 @@ def hogql(window_seconds: int, *, paged: bool = False) -> str:
         "{distinct_id} AND timestamp > now() - INTERVAL "
         f"{int(window_seconds)} SECOND{older} ORDER BY timestamp DESC LIMIT {ROW_LIMIT}"
     )
-
-
-def parse_time(value: Any) -> datetime:
-    """An ISO-8601 time in the project's time zone (``…+01:00``), as an aware UTC datetime."""
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 class QueryClient(DeadlineClient):
@@ -98,7 +71,7 @@ class QueryClient(DeadlineClient):
                     timeout=timeout,
                 )
             except httpx.HTTPError as exc:
-                reason = failure_reason(exc, expired, timeout)
+                reason = no_answer(exc, expired, timeout).reason
                 return QueryAnswer(
                     QueryVerdict.TRANSIENT, f"PostHog's query API could not be reached ({reason})."
                 )
@@ -116,22 +89,23 @@ class QueryClient(DeadlineClient):
         # Authorization header back).
         detail = redact_keys(detail[:300], personal_key)
         said = f" ({detail})" if detail else ""
-        if status in (401, 403):
+        kind = status_kind(status)
+        if kind is StatusKind.REJECTED_AUTH:
             return QueryAnswer(
                 QueryVerdict.REJECTED,
                 f"PostHog rejected the personal API key ({status}){said}; it needs the Query "
                 "Read and Project Read scopes — check it in Settings.",
             )
-        if status == 404:
+        if kind is StatusKind.NOT_FOUND:
             return QueryAnswer(QueryVerdict.NOT_FOUND, f"PostHog found no {what} (404){said}.")
-        if status == 429:
+        if kind is StatusKind.RATE_LIMITED:
             retry = parse_retry_after(response.headers.get("Retry-After"), self._wall())
             return QueryAnswer(
                 QueryVerdict.RATE_LIMITED,
                 f"PostHog limits queries (429){said}; waiting before the next check.",
                 retry_after=retry,
             )
-        if status >= 500 or status == 408:
+        if kind is StatusKind.TRANSIENT:
             return QueryAnswer(
                 QueryVerdict.TRANSIENT, f"PostHog's query API answered {status}{said}."
             )
@@ -276,5 +250,5 @@ def _stored_rows(answer: Any) -> list[StoredBeat]:
         uid, stamp, created = row
         if not all(isinstance(v, str) for v in row):
             raise TypeError("a row holds something other than text")
-        rows.append(StoredBeat(uid, parse_time(stamp), parse_time(created)))
+        rows.append(StoredBeat(uid, parse_iso(stamp), parse_iso(created)))
     return rows

@@ -29,8 +29,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from heartbeat_tray import __version__
 from heartbeat_tray.core.app_state import Snapshot
-from heartbeat_tray.core.ingestion import IngestionState
-from heartbeat_tray.core.ingestion_store import NOT_INGESTED, SLOW
+from heartbeat_tray.core.ingestion_status import IngestionState
+from heartbeat_tray.ingestion.store import NOT_INGESTED, SLOW
 
 log = logging.getLogger(__name__)
 

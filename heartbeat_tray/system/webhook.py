@@ -3,26 +3,21 @@ endpoint that takes JSON). No key is ever part of it; redirects are not followed
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
 import httpx
 
-from heartbeat_tray.posthog.http import (
+from heartbeat_tray.core.verdicts import WebhookResult, webhook_result
+from heartbeat_tray.net.http import (
     WEBHOOK_ANSWER_LIMIT,
     DeadlineClient,
     UnreadableAnswer,
-    failure_reason,
+    no_answer,
+    reason_phrase,
 )
 
 log = logging.getLogger(__name__)
-
-
-class WebhookResult(enum.Enum):
-    DELIVERED = "delivered"
-    RETRY = "retry"  # network, timeout, 408, 429, 5xx
-    REFUSED = "refused"  # any other answer: retrying would not help
 
 
 class WebhookSender(DeadlineClient):
@@ -36,7 +31,7 @@ class WebhookSender(DeadlineClient):
                 )
             except httpx.HTTPError as exc:
                 log.warning(
-                    "The webhook could not be reached: %s", failure_reason(exc, expired, timeout)
+                    "The webhook could not be reached: %s", no_answer(exc, expired, timeout).reason
                 )
                 return WebhookResult.RETRY
             except UnreadableAnswer as exc:  # its status unread: retried, like a 5xx
@@ -45,10 +40,7 @@ class WebhookSender(DeadlineClient):
             except Exception as exc:  # e.g. httpx.InvalidURL: not an HTTPError
                 log.warning("The webhook could not be sent: %s", type(exc).__name__)
                 return WebhookResult.RETRY
-        status = response.status_code
-        if 200 <= status < 300:
-            return WebhookResult.DELIVERED
-        log.warning("The webhook answered %s %s", status, response.reason_phrase)
-        if status in (408, 429) or status >= 500 or 300 <= status < 400:
-            return WebhookResult.RETRY
-        return WebhookResult.REFUSED
+        result = webhook_result(response.status_code)
+        if result is not WebhookResult.DELIVERED:
+            log.warning("The webhook answered %s", reason_phrase(response))
+        return result

@@ -19,11 +19,11 @@ from typing import Any
 
 from heartbeat_tray.core.alert_rules import Alert
 from heartbeat_tray.core.app_state import Snapshot
+from heartbeat_tray.core.hosts import app_host
 from heartbeat_tray.core.settings import LoadedSettings, Overrides
-from heartbeat_tray.core.ticker import KEYRING_PROBLEM
 from heartbeat_tray.engine import Engine
-from heartbeat_tray.posthog.hosts import app_host
 from heartbeat_tray.system.app_command import app_command
+from heartbeat_tray.system.display import NoDisplay
 from heartbeat_tray.system.instance_channel import ChannelServer, send_command
 from heartbeat_tray.system.instance_lock import InstanceLock
 from heartbeat_tray.system.keystore import KeyStore
@@ -39,13 +39,7 @@ from heartbeat_tray.tray.presenter import (
     present,
     pulses,
 )
-from heartbeat_tray.tray.ui_thread import (
-    NoDisplay,
-    PostingUiThread,
-    SelectUiThread,
-    UiThread,
-    poster_for,
-)
+from heartbeat_tray.tray.ui_thread import PostingUiThread, SelectUiThread, UiThread, poster_for
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +327,7 @@ class TrayApp:
         if not self._setup_offered and snap.needs_setup:
             self._setup_offered = True
             # A locked keyring: the dialog could not store a key either; the tooltip says why.
-            if snap.setup_problem != KEYRING_PROBLEM:
+            if not snap.keyring_locked:
                 self.open_settings()
 
     def _set_image(self, image: Any) -> None:

@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 Job = Callable[[], None]
 
 
-class NoDisplay(Exception):
-    """There is no graphical session to show the tray or a dialog in; ``str()`` says what to do."""
-
-
 class UiThread(Protocol):
     def call(self, job: Job) -> None:
         """Run ``job`` on the UI thread, soon; safe from any thread."""

@@ -23,10 +23,14 @@ from heartbeat_tray.core.api_key import KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.backoff import retry_delay
 from heartbeat_tray.core.clock import RUN_ID, Clock, SystemClock
-from heartbeat_tray.core.event import iso_utc
-from heartbeat_tray.core.ingestion import (
-    IngestionState,
-    IngestionStatus,
+from heartbeat_tray.core.hosts import app_host
+from heartbeat_tray.core.ingestion_status import IngestionState, IngestionStatus
+from heartbeat_tray.core.settings import Settings
+from heartbeat_tray.core.tally import CheckTally
+from heartbeat_tray.core.timefmt import iso_utc
+from heartbeat_tray.core.verdicts import QueryVerdict
+from heartbeat_tray.core.worker import Worker
+from heartbeat_tray.ingestion.rules import (
     Judgement,
     Slowness,
     duration_words,
@@ -38,12 +42,8 @@ from heartbeat_tray.core.ingestion import (
     slow_sentence,
     slowness,
 )
-from heartbeat_tray.core.ingestion_store import NOT_INGESTED, SLOW, Incident, IngestionStore
-from heartbeat_tray.core.settings import Settings
-from heartbeat_tray.core.tally import CheckTally
-from heartbeat_tray.core.worker import Worker
-from heartbeat_tray.posthog.hosts import app_host
-from heartbeat_tray.posthog.query import QueryClient, QueryVerdict
+from heartbeat_tray.ingestion.store import NOT_INGESTED, SLOW, Incident, IngestionStore
+from heartbeat_tray.posthog.query import QueryClient
 
 log = logging.getLogger(__name__)
 

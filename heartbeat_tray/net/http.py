@@ -4,17 +4,20 @@ followed (a key may be in the body), and a deadline for each whole exchange."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from heartbeat_tray import __version__
-from heartbeat_tray.posthog.deadline import DeadlineTransport
-from heartbeat_tray.posthog.responses import describe_network_error
+from heartbeat_tray.core.verdicts import NetworkFailure
+from heartbeat_tray.net.deadline import DeadlineTransport
 
 USER_AGENT = f"heartbeat-tray/{__version__}"
 
@@ -124,8 +127,64 @@ class DeadlineClient:
             yield expired
 
 
-def failure_reason(exc: httpx.HTTPError, expired: threading.Event, seconds: float) -> str:
-    """Why a request failed, in words: the deadline, or what the network said."""
+@dataclass(frozen=True)
+class NoAnswer:
+    """Why a request got no answer: a kind to decide with, a reason in words for people."""
+
+    kind: NetworkFailure
+    reason: str
+
+
+def no_answer(exc: httpx.HTTPError, expired: threading.Event, seconds: float) -> NoAnswer:
+    """Why a request failed: the deadline, or what the network said."""
     if expired.is_set():
-        return f"timed out (no complete answer within {seconds:.3g} s)"
+        return NoAnswer(
+            NetworkFailure.TIMEOUT, f"timed out (no complete answer within {seconds:.3g} s)"
+        )
     return describe_network_error(exc)
+
+
+def describe_network_error(exc: httpx.HTTPError) -> NoAnswer:
+    if isinstance(exc, httpx.TimeoutException):
+        return NoAnswer(NetworkFailure.TIMEOUT, "timed out")
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message or "certificate verify failed"
+            return NoAnswer(NetworkFailure.TLS, f"TLS error: {why}")
+        if isinstance(cause, ssl.SSLError):
+            return NoAnswer(NetworkFailure.TLS, f"TLS error: {cause.reason or cause}")
+        if isinstance(cause, ConnectionRefusedError):
+            return NoAnswer(NetworkFailure.REFUSED, "connection refused")
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc) or type(exc).__name__
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return NoAnswer(NetworkFailure.OTHER, "host name not found")
+    if isinstance(exc, httpx.ConnectError):
+        return NoAnswer(NetworkFailure.OTHER, f"could not connect ({text})")
+    return NoAnswer(NetworkFailure.OTHER, text)
+
+
+def reason_phrase(response: httpx.Response) -> str:
+    """``503 Service Unavailable``: how an answer is named to people."""
+    return f"{response.status_code} {response.reason_phrase}".strip()
+
+
+def parse_retry_after(value: str | None, wall_now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header given as seconds or as an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - wall_now).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, min(seconds, 86_400.0))

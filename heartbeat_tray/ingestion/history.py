@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from heartbeat_tray.core.ingestion import LAG_WINDOWS, rank
+from heartbeat_tray.core.ingestion_status import LAG_WINDOWS
+from heartbeat_tray.ingestion.rules import rank
 
 HISTORY_SECONDS = max(seconds for _name, seconds in LAG_WINDOWS)  # what the state file keeps
 

@@ -17,25 +17,20 @@ Rules (the README's "Ingestion check" section says them for users):
 
 from __future__ import annotations
 
-import enum
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from heartbeat_tray.posthog.query import StoredBeat
+from heartbeat_tray.core.ingestion_status import (
+    LAG_WINDOWS,
+    IngestionState,
+    LagWindow,
+)
+from heartbeat_tray.core.verdicts import StoredBeat
 
 MIN_WINDOW_SECONDS = 7200
-
-
-class IngestionState(enum.Enum):
-    OFF = "off"
-    WAITING = "waiting"
-    OK = "ok"
-    FAILING = "failing"
-    SLOW = "slow"  # stored, but the window's p95 lag is over the slow threshold
-    ERROR = "error"
 
 
 def query_window(alert_after_seconds: int) -> int:
@@ -176,20 +171,6 @@ def _lag(beat: StoredBeat) -> float:
     return (beat.created_at - beat.timestamp).total_seconds()
 
 
-LAG_WINDOWS = (("1h", 3600), ("24h", 86400))  # spec §10.1: over the last hour and 24 hours
-
-
-@dataclass(frozen=True)
-class LagWindow:
-    """The lags of the live beats stored in one window: nearest-rank percentiles."""
-
-    name: str
-    p50: float
-    p95: float
-    max: float
-    n: int
-
-
 def lag_windows(samples: Sequence[tuple[datetime, float]], now: datetime) -> tuple[LagWindow, ...]:
     """Each window of ``LAG_WINDOWS`` that holds at least one beat, by the beats' own time."""
     found = []
@@ -205,25 +186,6 @@ def rank(ordered: Sequence[float], share: float) -> float:
     """The nearest-rank percentile: the smallest lag with at least ``share`` of them at or
     below it (p95 of 20 beats is the 19th; no interpolation between beats)."""
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-
-@dataclass(frozen=True)
-class IngestionStatus:
-    """What every surface shows of the check (the tray line, ``status``, ``status --json``)."""
-
-    state: IngestionState = IngestionState.OFF
-    sentence: str = "Ingestion not checked — add a personal API key in Settings"
-    lag_seconds: float | None = None
-    lag_median_seconds: float | None = None
-    last_ingested: datetime | None = None
-    last_check: datetime | None = None
-    lost: int = 0
-    incident_since: datetime | None = None
-    project_id: int | None = None
-    lag_windows: tuple[LagWindow, ...] = ()
-
-    def window(self, name: str) -> LagWindow | None:
-        return next((w for w in self.lag_windows if w.name == name), None)
 
 
 SLOW_MIN_BEATS = 3  # one slow beat after a start is not yet "slow ingestion"

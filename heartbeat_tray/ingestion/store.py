@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from heartbeat_tray.core.clock import RUN_ID
-from heartbeat_tray.core.event import iso_utc
-from heartbeat_tray.core.history import History, Span
-from heartbeat_tray.core.ingestion import (
+from heartbeat_tray.core.ingestion_status import (
     LAG_WINDOWS,
     IngestionState,
     IngestionStatus,
-    Judgement,
     LagWindow,
-    LedgerBeat,
 )
 from heartbeat_tray.core.outbox import BUSY_TIMEOUT, SCHEMA, Outbox
+from heartbeat_tray.core.timefmt import iso_utc
+from heartbeat_tray.ingestion.history import History, Span
+from heartbeat_tray.ingestion.rules import Judgement, LedgerBeat
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The ingestion check: its rules, its poller, its webhook outbox and the project it asks about."""
