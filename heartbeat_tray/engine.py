@@ -26,7 +26,8 @@ from heartbeat_tray.core.outbox import Outbox
 from heartbeat_tray.core.settings import LoadedSettings, Overrides, Settings
 from heartbeat_tray.core.ticker import Ticker, TickerConfig
 from heartbeat_tray.ingestion.poller import IngestionPoller, PollerConfig
-from heartbeat_tray.ingestion.store import IngestionStore
+from heartbeat_tray.ingestion.rules import query_window
+from heartbeat_tray.ingestion.store import AcceptedLedger, IngestionStore
 from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.query import QueryClient
 from heartbeat_tray.system.atomic_file import write_atomically
@@ -73,12 +74,17 @@ class Engine:
         self.state = AppState()
         self.outbox = Outbox(paths.outbox_file)
         self.client = PostHogClient(transport=transport)
+        # The ticker announces each accepted beat; the check's ledger records it.
+        self.ledger = AcceptedLedger(
+            paths.outbox_file, lambda: query_window(self.settings.ingestion.alert_after_seconds)
+        )
         self.ticker = Ticker(
             self._config(self.settings, loaded.problem),
             key_source=self._read_key,
             outbox=self.outbox,
             client=self.client,
             state=self.state,
+            on_accepted=self.ledger.record,
             clock=clock,
         )
         self.query_client = QueryClient(transport=transport)
@@ -167,6 +173,7 @@ class Engine:
         checked = self.poller.stop(timeout)
         if finished:
             self.outbox.close()
+            self.ledger.close()
             self.client.close()
         if checked:
             self.ingestion_store.close()

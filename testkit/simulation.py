@@ -16,11 +16,13 @@ from heartbeat_tray.core.alert_rules import Alert
 from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.clock import RUN_ID
 from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.ports import AcceptedBeat
 from heartbeat_tray.core.settings import IngestionSettings, Settings
 from heartbeat_tray.core.timefmt import parse_iso as parse_time
 from heartbeat_tray.core.verdicts import StoredBeat
 from heartbeat_tray.ingestion.poller import IngestionPoller, PollerConfig
-from heartbeat_tray.ingestion.store import IngestionStore
+from heartbeat_tray.ingestion.rules import query_window
+from heartbeat_tray.ingestion.store import AcceptedLedger, IngestionStore
 from heartbeat_tray.posthog.query import ROW_LIMIT, QueryClient
 from heartbeat_tray.system.webhook import WebhookSender
 
@@ -150,6 +152,7 @@ class Harness:
         self.api = FakeAppApi(self.clock, start)
         self.outbox = Outbox(tmp_path / "outbox.sqlite3")
         self.path = tmp_path / "outbox.sqlite3"
+        self.ledger = AcceptedLedger(self.path, lambda: query_window(alert_after))
         self.alerts: list[Alert] = []
         self.state = AppState()
         ingestion = IngestionSettings(
@@ -184,8 +187,9 @@ class Harness:
         uid = f"b{self.n}"
         self.n += 1
         stamp = wall.timestamp()
-        accepted = (uid, stamp, stamp + 0.1, True, self.clock.monotonic() + 0.1, RUN_ID)
-        self.outbox.settle([], {}, [accepted])
+        self.ledger.record(
+            [AcceptedBeat(uid, stamp, stamp + 0.1, True, self.clock.monotonic() + 0.1, RUN_ID)]
+        )
         if callable(stored_with_lag):  # a lag that varies from beat to beat
             stored_with_lag = stored_with_lag()
         if stored_with_lag is not None:  # PostHog's own times: sent_at corrects our skew

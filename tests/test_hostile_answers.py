@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from heartbeat_tray.core.ingestion_status import IngestionState
+from heartbeat_tray.core.ports import AcceptedBeat
 from heartbeat_tray.core.settings import SettingsError, validate_host, validate_webhook_url
 from heartbeat_tray.core.verdicts import QueryVerdict, StoredBeat, WebhookResult
 from heartbeat_tray.posthog.query import QueryClient
@@ -187,9 +188,9 @@ def test_a_backlog_of_thousands_all_stored_loses_none(tmp_path: Path) -> None:
     accepted = []
     for n in range(3025):  # a backlog delivered at once, stored by PostHog
         stamp = start + timedelta(seconds=n - 3025)
-        accepted.append((f"b{n}", stamp.timestamp(), start.timestamp(), False))
+        accepted.append(AcceptedBeat(f"b{n}", stamp.timestamp(), start.timestamp(), False, 0, ""))
         h.api.stored[f"b{n}"] = StoredBeat(f"b{n}", stamp, start + timedelta(seconds=5))
-    h.outbox.settle([], {}, accepted)
+    h.ledger.record(accepted)
     h.run(300, beat_every=1)
     assert h.status.state is IngestionState.OK
     assert h.status.lost == 0  # it was 2,002: LIMIT 1000 hid the older stored beats
@@ -266,15 +267,17 @@ def test_no_error_text_is_longer_than_a_sentence() -> None:
 
 def test_a_check_that_could_not_open_its_file_at_start_goes_back_to_it(tmp_path: Path) -> None:
     from heartbeat_tray.core.outbox import Outbox
-    from heartbeat_tray.ingestion.store import IngestionStore
+    from heartbeat_tray.ingestion.store import AcceptedLedger, IngestionStore
 
     path = tmp_path / "not-yet" / "outbox.sqlite3"
     store = IngestionStore(path)  # the folder is missing (or the file locked) at start
     assert store.degraded is not None and store.ledger() == []
-    outbox = Outbox(path)  # the ticker writes the ledger into the file meanwhile
-    outbox.settle([], {}, [("u1", 1.0, 1.1, True)])
+    outbox = Outbox(path)  # the outbox creates the folder; the ledger fills the file meanwhile
+    ledger = AcceptedLedger(path, lambda: 7200)
+    ledger.record([AcceptedBeat("u1", 1.0, 1.1, True, 0.0, "")])
     assert store.reopen() and store.degraded is None
     assert [b.uuid for b in store.ledger()] == ["u1"]  # no longer blind
+    ledger.close()
     outbox.close()
     store.close()
 

@@ -13,6 +13,7 @@ import pytest
 
 from heartbeat_tray.core.app_state import AppState, Health
 from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.ports import AcceptedBeat
 from heartbeat_tray.core.settings import Settings
 from heartbeat_tray.core.ticker import MAX_BATCH, Ticker, TickerConfig, request_timeout
 from heartbeat_tray.posthog.capture import PostHogClient
@@ -29,12 +30,14 @@ class Harness:
         self.state = AppState()
         self.client = PostHogClient(transport=self.server.transport(), wall_clock=self.clock.wall)
         self.settings = settings or Settings(interval_seconds=60)
+        self.announced: list[AcceptedBeat] = []
         self.ticker = Ticker(
             TickerConfig(self.settings, "test-install"),
             key_source=lambda: KEY,
             outbox=self.outbox,
             client=self.client,
             state=self.state,
+            on_accepted=self.announced.extend,
             clock=self.clock,
             random_fraction=lambda: 1.0,
         )
@@ -472,25 +475,34 @@ def test_the_ingestion_ledger_keeps_every_beat_of_the_window_the_check_judges(
 ) -> None:
     from dataclasses import replace as with_
 
+    from heartbeat_tray.core.clock import RUN_ID
     from heartbeat_tray.core.ingestion_status import IngestionState
     from heartbeat_tray.ingestion.rules import judge, query_window
-    from heartbeat_tray.ingestion.store import IngestionStore
+    from heartbeat_tray.ingestion.store import AcceptedLedger, IngestionStore
 
     # one beat a second and an alert after a day, both allowed: a 48-hour window
     settings = Settings(interval_seconds=1)
     settings = with_(settings, ingestion=with_(settings.ingestion, alert_after_seconds=86_400))
     h = Harness(tmp_path, settings)
+    ledger_file = AcceptedLedger(h.outbox.path, lambda: query_window(86_400))
     start = h.start_wall
     window = query_window(86_400)
-    old = [(f"old{n}", start - window - 10 + n, start - window - 10 + n, True) for n in range(5)]
+
+    def accepted(uuid: str, at: float, lag: float) -> AcceptedBeat:
+        return AcceptedBeat(uuid, at, at + lag, True, 0.0, "an earlier run")
+
+    old = [accepted(f"old{n}", start - window - 10 + n, 0.0) for n in range(5)]
     # 25 hours of accepted beats (90,000), none stored by PostHog
-    day = [(f"b{n}", start - 90_000 + n, start - 90_000 + n + 0.2, True) for n in range(90_000)]
-    h.outbox.settle([], {}, old + day)
-    h.run_until(1)  # a beat: the ticker trims what it keeps
+    day = [accepted(f"b{n}", start - 90_000 + n, 0.2) for n in range(90_000)]
+    ledger_file.record(old + day)
+    h.run_until(1)  # a beat, announced and recorded: what is kept is trimmed
+    assert h.announced and {(b.live, b.run_id) for b in h.announced} == {(True, RUN_ID)}
+    ledger_file.record(h.announced)
+    ledger_file.close()
     store = IngestionStore(h.outbox.path)
     ledger = store.ledger()
     store.close()
-    assert {b.uuid for b in ledger} >= {u for u, *_ in day}  # was capped at 20,000 (5.6 h)
+    assert {b.uuid for b in ledger} >= {b.uuid for b in day}  # was capped at 20,000 (5.6 h)
     assert not any(b.uuid.startswith("old") for b in ledger)  # before the window: gone
     verdict = judge(ledger, {}, now=h.clock.wall(), alert_after_seconds=86_400)
     assert verdict.state is IngestionState.FAILING  # stayed "waiting" forever

@@ -25,7 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == [KEY_PIPE_COMMAND]:
         # internal, not in help: the tray's and run's key hand-over
-        return hand_over_key(arguments[1] if len(arguments) > 1 else KeyKind.PROJECT.value)
+        from heartbeat_tray.system.keystore import read_keyring
+
+        return hand_over_key(
+            read_keyring, arguments[1] if len(arguments) > 1 else KeyKind.PROJECT.value
+        )
     from heartbeat_tray.cli.parser import build_parser
 
     args = build_parser().parse_args(arguments)

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from heartbeat_tray.cli.context import EXIT_NOT_ACCEPTED, EXIT_OK, Context, answer
 from heartbeat_tray.core.event import BeatTemplate
 from heartbeat_tray.core.outbox import Outbox
+from heartbeat_tray.core.ports import REQUEST_DEADLINE
+from heartbeat_tray.core.state_file import Meta
 from heartbeat_tray.core.verdicts import Delivery, KeyCheckVerdict, NetworkFailure, Verdict
 from heartbeat_tray.posthog.capture import PostHogClient
 
 log = logging.getLogger(__name__)
-
-ONE_SHOT_DEADLINE = 10.0  # seconds for the whole exchange
 
 
 def next_sequence(ctx: Context) -> int:
@@ -24,7 +24,7 @@ def next_sequence(ctx: Context) -> int:
         return outbox.next_sequence()
     except sqlite3.Error as exc:  # a full disk: the beat still goes, its number not kept
         log.warning("Could not record the sequence number: %s", exc)
-        return int(outbox.read_meta("sequence") or 0) + 1
+        return int(outbox.read_meta(Meta.SEQUENCE) or 0) + 1
     finally:
         outbox.close()
 
@@ -40,7 +40,7 @@ def cmd_once(ctx: Context) -> int:
     event = template.build(uuid=str(uuid.uuid4()), timestamp=datetime.now(UTC), sequence=sequence)
     client = PostHogClient()
     try:
-        result = client.send_batch(settings.host, key.value, [event], timeout=ONE_SHOT_DEADLINE)
+        result = client.send_batch(settings.host, key.value, [event], timeout=REQUEST_DEADLINE)
     finally:
         client.close()
     if result.verdict is Verdict.ACCEPTED:
@@ -69,7 +69,7 @@ def cmd_check(ctx: Context) -> int:
     key = ctx.require_key()
     client = PostHogClient()
     try:
-        result = client.check_key(settings.host, key.value, ctx.distinct_id(), ONE_SHOT_DEADLINE)
+        result = client.check_key(settings.host, key.value, ctx.distinct_id(), REQUEST_DEADLINE)
     finally:
         client.close()
     valid = result.verdict is KeyCheckVerdict.VALID

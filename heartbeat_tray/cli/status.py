@@ -15,6 +15,7 @@ from heartbeat_tray.cli.context import EXIT_OK, Context
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
 from heartbeat_tray.core.ingestion_status import IngestionStatus
 from heartbeat_tray.core.outbox import read_only_view
+from heartbeat_tray.core.state_file import Meta
 from heartbeat_tray.core.stats import stats_from_meta
 from heartbeat_tray.core.timefmt import iso_utc
 from heartbeat_tray.ingestion.store import status_from_json, status_to_json
@@ -54,14 +55,14 @@ def build_report(ctx: Context) -> dict[str, Any]:
     except KeyringUnavailable as exc:
         key_info["error"] = str(exc)
     outbox: dict[str, Any] = {"queued": None, "file": str(ctx.paths.outbox_file), "error": None}
-    meta: dict[str, Any] = {}
+    meta: dict[Meta, Any] = {}
     try:
         outbox["queued"], meta = read_only_view(ctx.paths.outbox_file).read()
     except sqlite3.Error as exc:
         outbox["error"] = f"cannot be read ({exc})"
     stats = stats_from_meta(meta.get)
     pid, running = _running(ctx)
-    ingestion = status_from_json(meta.get("ingestion_status")) or IngestionStatus()
+    ingestion = status_from_json(meta.get(Meta.INGESTION_STATUS)) or IngestionStatus()
     try:
         personal = KeyStore(kind=KeyKind.PERSONAL).get()
         personal_info = {

@@ -21,11 +21,12 @@ from heartbeat_tray.cli.context import (
     UserError,
     answer,
 )
-from heartbeat_tray.cli.send import ONE_SHOT_DEADLINE, next_sequence
+from heartbeat_tray.cli.send import next_sequence
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.event import BeatTemplate
-from heartbeat_tray.core.hosts import app_host
+from heartbeat_tray.core.ports import REQUEST_DEADLINE
 from heartbeat_tray.core.verdicts import QueryVerdict, Verdict
+from heartbeat_tray.ingestion.project import check_host, resolve_project
 from heartbeat_tray.ingestion.rules import MIN_WINDOW_SECONDS
 from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.query import QueryClient
@@ -61,7 +62,7 @@ def cmd_verify(ctx: Context) -> int:
     ctx.require_state_folder()
     key = ctx.require_key()
     personal = _personal_key()
-    host = settings.ingestion.app_host or app_host(settings.host)
+    host = check_host(settings)
     template = BeatTemplate(
         settings.event, ctx.distinct_id(), settings.interval_seconds, settings.properties
     )
@@ -71,7 +72,7 @@ def cmd_verify(ctx: Context) -> int:
     sender = PostHogClient()
     try:
         sent = sender.send_batch(
-            settings.host, key.value, [event], timeout=wait.deadline_for(ONE_SHOT_DEADLINE)
+            settings.host, key.value, [event], timeout=wait.deadline_for(REQUEST_DEADLINE)
         )
     finally:
         sender.close()
@@ -135,20 +136,17 @@ def _wait_until_stored(
 ) -> int:
     settings = ctx.settings
     accepted = wait.accepted
-    if settings.ingestion.project_id:
-        project_id = int(settings.ingestion.project_id)
-    else:
-        found = client.find_project(
-            host, personal, project_key, 10.0, deadline=wait.started + wait.timeout
+    found = resolve_project(
+        client, settings, personal, project_key, deadline=wait.started + wait.timeout
+    )
+    if found.verdict is not QueryVerdict.OK or found.project_id is None:
+        raise UserError(
+            found.message,
+            EXIT_CONFIG
+            if found.verdict in (QueryVerdict.REJECTED, QueryVerdict.NOT_FOUND)
+            else EXIT_NOT_ACCEPTED,
         )
-        if found.verdict is not QueryVerdict.OK or found.project_id is None:
-            raise UserError(
-                found.message,
-                EXIT_CONFIG
-                if found.verdict in (QueryVerdict.REJECTED, QueryVerdict.NOT_FOUND)
-                else EXIT_NOT_ACCEPTED,
-            )
-        project_id = found.project_id
+    project_id = found.project_id
     delay = FIRST_DELAY
     asked = 0
     while True:

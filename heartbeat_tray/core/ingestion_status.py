@@ -48,3 +48,10 @@ class IngestionStatus:
 
     def window(self, name: str) -> LagWindow | None:
         return next((w for w in self.lag_windows if w.name == name), None)
+
+
+class IncidentKind(enum.Enum):
+    """What an incident is about: in its webhooks (``kind``), the history and the metrics."""
+
+    NOT_INGESTED = "not_ingested"  # accepted beats not stored (or far behind)
+    SLOW = "slow"  # stored, but the p95 lag is over the slow threshold

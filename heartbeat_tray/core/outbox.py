@@ -13,81 +13,28 @@ from pathlib import Path
 from typing import Any
 
 from heartbeat_tray.core.event import BeatTemplate
+from heartbeat_tray.core.state_file import (
+    BUSY_TIMEOUT,
+    Meta,
+    all_meta,
+    in_memory,
+    open_for_writing,
+    open_read_only,
+    read_meta,
+    write_meta,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BEATS = 20_000
 MAX_AGE_SECONDS = 7 * 24 * 3600
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # PostHog SDKs stay under 5 MiB per request; keep a margin
-BUSY_TIMEOUT = 5.0  # another process holding a write lock for a moment is waited out
 OPEN_ATTEMPTS = 6  # a lock held longer (a backup tool, an sqlite3 shell) is waited out ~30 s
 
-# A beat PostHog accepted: (uuid, beat time, accepted at, live), and where the process knows
-# them, (…, acceptance on the monotonic clock, the run that clock belongs to).
-Accepted = tuple[str, float, float, bool] | tuple[str, float, float, bool, float, str]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS beats (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    uuid TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS accepted (
-    uuid TEXT PRIMARY KEY,
-    beat_time REAL NOT NULL,
-    accepted_at REAL NOT NULL,
-    live INTEGER NOT NULL,
-    verdict TEXT,
-    accepted_mono REAL,
-    run_id TEXT
-);
-CREATE TABLE IF NOT EXISTS lags (
-    uuid TEXT PRIMARY KEY,
-    beat_time REAL NOT NULL,
-    lag REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS marks (
-    uuid TEXT,
-    kind TEXT NOT NULL,
-    at REAL NOT NULL,
-    until REAL
-);
-CREATE TABLE IF NOT EXISTS webhooks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    body TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    next_try REAL NOT NULL,
-    tries INTEGER NOT NULL DEFAULT 0
-);
-"""
 
 # Only these mean the file itself is damaged; "locked", "unable to open", "disk I/O error" or
 # "readonly" are about this moment or this machine, and a healthy file must never be set aside.
 _CORRUPT = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
-
-
-SCHEMA_VERSION = 1  # PRAGMA user_version of a file this code has brought up to date
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a file an earlier release wrote up to this schema, keeping every row."""
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version >= SCHEMA_VERSION:
-        return
-    columns = {row[1] for row in db.execute("PRAGMA table_info(accepted)")}
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        # 1: the ingestion ledger orders and ages beats on the monotonic clock of their run.
-        if "accepted_mono" not in columns:
-            db.execute("ALTER TABLE accepted ADD COLUMN accepted_mono REAL")
-        if "run_id" not in columns:
-            db.execute("ALTER TABLE accepted ADD COLUMN run_id TEXT")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def is_corrupt(exc: sqlite3.Error) -> bool:
@@ -133,7 +80,7 @@ class Outbox:
             return self._fallback()
         for attempt in range(OPEN_ATTEMPTS):
             try:
-                db = self._open(self.path)
+                db = open_for_writing(self.path)
                 self.writable = True
                 return db
             except sqlite3.Error as exc:
@@ -163,9 +110,7 @@ class Outbox:
                 return db
             except sqlite3.Error as exc:
                 log.error("Cannot read the outbox %s either: %s", self.path, exc)
-        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        db.executescript(SCHEMA)
-        return db
+        return in_memory()
 
     def reopen(self) -> bool:
         """Try the file again after a failure to write it; True when it is writable now."""
@@ -189,27 +134,6 @@ class Outbox:
             sidecar = self.path.with_name(self.path.name + suffix)
             if sidecar.exists():
                 sidecar.rename(aside.with_name(aside.name + suffix))
-
-    @staticmethod
-    def open_connection(path: Path) -> sqlite3.Connection:
-        """Another connection to the same file (the ingestion check's own, for its thread)."""
-        return Outbox._open(path)
-
-    @staticmethod
-    def _open(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            _migrate(db)
-            db.execute("SELECT count(*) FROM beats").fetchone()
-        except sqlite3.Error:
-            db.close()
-            raise
-        return db
 
     def close(self) -> None:
         self._db.close()
@@ -236,7 +160,7 @@ class Outbox:
         """A beat that could not be stored: sent once, best effort, with a sequence that goes on."""
         if not self._unkept_sequence:
             try:
-                self._unkept_sequence = int(self.read_meta("sequence") or 0)
+                self._unkept_sequence = int(self.read_meta(Meta.SEQUENCE) or 0)
             except sqlite3.Error:
                 self._unkept_sequence = 0
         self._unkept_sequence += 1
@@ -267,31 +191,12 @@ class Outbox:
             batch.append(beat)
         return batch
 
-    def settle(
-        self,
-        uuids: Iterable[str],
-        facts: Mapping[str, Any],
-        accepted: Iterable[Accepted] = (),
-    ) -> None:
-        """Remove delivered (or refused) beats and record facts, in one transaction.
-
-        ``accepted``: (uuid, beat time, accepted at, live[, monotonic acceptance, run id]) of
-        beats PostHog accepted, kept for the ingestion check to look for.
-        """
-        rows = [(*row, None, None)[:6] for row in accepted]
+    def settle(self, uuids: Iterable[str], facts: Mapping[Meta, Any]) -> None:
+        """Remove delivered (or refused) beats and record facts, in one transaction."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM beats WHERE uuid = ?", [(u,) for u in uuids])
-            self._db.executemany(
-                "INSERT OR IGNORE INTO accepted "
-                "(uuid, beat_time, accepted_at, live, accepted_mono, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(u, b, a, int(live), mono, run) for u, b, a, live, mono, run in rows],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [(key, json.dumps(value)) for key, value in facts.items()],
-            )
+            write_meta(self._db, facts)
 
     def count(self) -> int:
         (n,) = self._db.execute("SELECT count(*) FROM beats").fetchone()
@@ -320,16 +225,6 @@ class Outbox:
             )
         return cur.rowcount
 
-    def prune_accepted(self, before: float) -> None:
-        """Forget accepted beats from before the ingestion check's query window.
-
-        No cap on their number: the check must see every beat it judges (172,800 rows at
-        one beat a second and a 48-hour window; about 60 bytes each).
-        """
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM accepted WHERE beat_time < ?", (before,))
-
     # --- small persistent facts: the sequence counter, counters, the last outcome ---
 
     def next_sequence(self) -> int:
@@ -338,17 +233,14 @@ class Outbox:
             return self._bump_sequence()
 
     def _bump_sequence(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
+        last = read_meta(self._db, Meta.SEQUENCE)
         # After beats sent unkept (a full disk), the numbering goes on from theirs.
-        value = max(int(row[0]) + 1 if row else 1, self._unkept_sequence + 1)
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('sequence', ?)", (str(value),)
-        )
+        value = max(int(last) + 1 if last else 1, self._unkept_sequence + 1)
+        write_meta(self._db, {Meta.SEQUENCE: value})
         return value
 
-    def read_meta(self, key: str) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+    def read_meta(self, key: Meta) -> Any:
+        return read_meta(self._db, key)
 
 
 def _utc(seconds: float) -> datetime:
@@ -364,19 +256,17 @@ class OutboxView:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def read(self) -> tuple[int, dict[str, Any]]:
+    def read(self) -> tuple[int, dict[Meta, Any]]:
         """(queued beats, meta rows); raises sqlite3.Error when the file cannot be read."""
         if not self.path.exists():
             return 0, {}
         deadline = time.monotonic() + BUSY_TIMEOUT
         while True:
             try:
-                db = sqlite3.connect(
-                    f"{self.path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT
-                )
+                db = open_read_only(self.path)
                 try:
                     (count,) = db.execute("SELECT count(*) FROM beats").fetchone()
-                    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+                    meta = all_meta(db)
                 finally:
                     db.close()
                 return int(count), meta

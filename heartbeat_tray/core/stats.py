@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from heartbeat_tray.core.outbox import Outbox
-from heartbeat_tray.core.timefmt import iso_utc
+from heartbeat_tray.core.state_file import Meta
+from heartbeat_tray.core.timefmt import iso_utc, parse_iso, parse_iso_or_none
 
 
 def local_day(wall: datetime) -> str:
@@ -47,7 +48,7 @@ class Outcome:
     def from_json(cls, data: Any) -> Outcome | None:
         try:
             return cls(
-                datetime.fromisoformat(str(data["time"]).replace("Z", "+00:00")),
+                parse_iso(data["time"]),
                 str(data["verdict"]),
                 str(data["words"]),
                 str(data["reason"]),
@@ -77,22 +78,18 @@ class Stats:
         return replace(self, missed=self.missed + n)
 
 
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-
-
-def stats_from_meta(read: Callable[[str], Any]) -> Stats:
+def stats_from_meta(read: Callable[[Meta], Any]) -> Stats:
     """Stats from the meta rows (``read(key)``: the row's JSON value, or None)."""
     try:
-        today = read("sent_today") or ["", 0]
-        last_accepted = read("last_accepted")
+        today = read(Meta.SENT_TODAY) or ["", 0]
+        last_accepted = read(Meta.LAST_ACCEPTED)
         return Stats(
-            missed=int(read("missed") or 0),
+            missed=int(read(Meta.MISSED) or 0),
             sent_day=str(today[0]),
             sent_count=int(today[1]),
-            last_outcome=Outcome.from_json(read("last_outcome")),
-            last_accepted=_time(last_accepted),
-            hold_until=_time(read("hold_until")),
+            last_outcome=Outcome.from_json(read(Meta.LAST_OUTCOME)),
+            last_accepted=parse_iso_or_none(last_accepted),
+            hold_until=parse_iso_or_none(read(Meta.HOLD_UNTIL)),
         )
     except (TypeError, ValueError, IndexError):
         return Stats()  # rows of an older version: start the counters afresh
@@ -108,14 +105,14 @@ class StatsStore:
         return stats_from_meta(self._outbox.read_meta)
 
     @staticmethod
-    def facts(stats: Stats) -> dict[str, Any]:
+    def facts(stats: Stats) -> dict[Meta, Any]:
         """The meta rows for ``Outbox.settle``: one transaction with the beats it removes."""
         return {
-            "missed": stats.missed,
-            "sent_today": [stats.sent_day, stats.sent_count],
-            "last_outcome": stats.last_outcome.to_json() if stats.last_outcome else None,
-            "last_accepted": iso_utc(stats.last_accepted) if stats.last_accepted else None,
-            "hold_until": iso_utc(stats.hold_until) if stats.hold_until else None,
+            Meta.MISSED: stats.missed,
+            Meta.SENT_TODAY: [stats.sent_day, stats.sent_count],
+            Meta.LAST_OUTCOME: stats.last_outcome.to_json() if stats.last_outcome else None,
+            Meta.LAST_ACCEPTED: iso_utc(stats.last_accepted) if stats.last_accepted else None,
+            Meta.HOLD_UNTIL: iso_utc(stats.hold_until) if stats.hold_until else None,
         }
 
     def save(self, stats: Stats) -> None:

@@ -22,21 +22,19 @@ from heartbeat_tray.core.app_state import AppState, Health
 from heartbeat_tray.core.clock import RUN_ID, Clock, SystemClock
 from heartbeat_tray.core.delivery import MAX_BATCH, DeliveryPolicy
 from heartbeat_tray.core.event import BeatTemplate
-from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Accepted, Outbox, QueuedBeat
+from heartbeat_tray.core.outbox import MAX_AGE_SECONDS, MAX_BEATS, Outbox, QueuedBeat
+from heartbeat_tray.core.ports import REQUEST_DEADLINE, AcceptedBeat, AcceptedListener, Capture
 from heartbeat_tray.core.schedule import Schedule
 from heartbeat_tray.core.settings import Settings
 from heartbeat_tray.core.stats import Outcome, StatsStore
 from heartbeat_tray.core.tally import BeatTally
 from heartbeat_tray.core.verdicts import VERDICT_WORDS, Verdict
 from heartbeat_tray.core.worker import Worker
-from heartbeat_tray.ingestion.rules import query_window
-from heartbeat_tray.posthog.capture import PostHogClient
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MAX_BATCH", "Ticker", "TickerConfig", "request_timeout"]
 
-MAX_REQUEST_TIMEOUT = 10.0
 MIN_REQUEST_TIMEOUT = 1.0  # below this a healthy server's ordinary answer times out
 MIN_BACKFILL_SHARE = 0.4  # of an interval, at the least, for one backfill request
 MIN_RESEND_GAP = 1.0  # seconds between requests while the outbox cannot record answers
@@ -50,7 +48,7 @@ KeySource = Callable[[], "str | None"]  # raises KeyringUnavailable
 
 def request_timeout(interval: float) -> float:
     """The deadline for one whole exchange: min(10 s, interval/2), but never under 1 s."""
-    return max(MIN_REQUEST_TIMEOUT, min(MAX_REQUEST_TIMEOUT, interval / 2))
+    return max(MIN_REQUEST_TIMEOUT, min(REQUEST_DEADLINE, interval / 2))
 
 
 @dataclass(frozen=True)
@@ -89,8 +87,9 @@ class Ticker:
         *,
         key_source: KeySource,
         outbox: Outbox,
-        client: PostHogClient,
+        client: Capture,
         state: AppState,
+        on_accepted: AcceptedListener = lambda beats: None,
         clock: Clock | None = None,
         random_fraction: Callable[[], float] = random.random,
     ) -> None:
@@ -98,6 +97,7 @@ class Ticker:
         self._key_source = key_source
         self._outbox = outbox
         self._client = client
+        self._on_accepted = on_accepted  # the ingestion check's ledger, in the engine
         self._state = state
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -120,7 +120,6 @@ class Ticker:
         # Beats PostHog accepted (or refused for good) that the outbox could not remove (a full
         # disk): never sent again by this process, and removed once the disk takes writes.
         self._unrecorded: set[str] = set()
-        self._unrecorded_accepted: list[Accepted] = []
 
     # --- control, from any thread ---
 
@@ -184,7 +183,7 @@ class Ticker:
             live.extend(self._make_beat(wall) for _ in range(send_now))
         if live:
             self._enforce_bounds(wall)
-        if self._unrecorded or self._unrecorded_accepted:
+        if self._unrecorded:
             self._record_unrecorded()
 
         sent = False
@@ -212,7 +211,7 @@ class Ticker:
     def _window(self, now: float) -> float:
         """Time until the next live beat (less a margin): a backfill request ends before it."""
         due = self._schedule.next_due
-        return MAX_REQUEST_TIMEOUT if due is None else due - now - BACKFILL_MARGIN
+        return REQUEST_DEADLINE if due is None else due - now - BACKFILL_MARGIN
 
     def _next_wake(self, key: str | None, now: float, timeout: float) -> float | None:
         if not key:
@@ -278,8 +277,6 @@ class Ticker:
             dropped = self._outbox.drop_created_before(wall.timestamp() - MAX_AGE_SECONDS)
             self._count_missed(dropped, "older than 7 days")
             self._count_missed(self._outbox.trim_to(MAX_BEATS), f"beyond {MAX_BEATS} queued beats")
-            window = query_window(self._config.settings.ingestion.alert_after_seconds)
-            self._outbox.prune_accepted(wall.timestamp() - window)
         except sqlite3.Error as exc:
             log.warning("Could not trim the outbox: %s", exc)
 
@@ -343,17 +340,9 @@ class Ticker:
             self._stats, last_outcome=outcome, hold_until=self._policy.hold_until_wall
         )
         done = [beat.uuid for beat in beats] if settlement.remove else []
-        accepted: list[Accepted] = []
-        if verdict is Verdict.ACCEPTED:
-            stamp = wall.timestamp()
-            interval = settings.interval_seconds
-            accepted = [
-                (b.uuid, b.created_at, stamp, stamp - b.created_at <= interval, now, RUN_ID)
-                for b in beats
-            ]
         try:
             # One transaction, one fsync, per answer: the beats and the counters together.
-            self._outbox.settle(done, self._stats_store.facts(self._stats), accepted)
+            self._outbox.settle(done, self._stats_store.facts(self._stats))
         except sqlite3.Error as exc:
             # Answered beats stay in the file but never go again from this process; they are
             # removed once the disk takes writes (a restart before then resends them under
@@ -363,23 +352,28 @@ class Ticker:
             self._storage_problem = _storage_problem(exc)
             kept = {beat.uuid for beat in beats if beat.id}  # not those sent unkept
             self._unrecorded.update(u for u in done if u in kept)
-            self._unrecorded_accepted = [*self._unrecorded_accepted, *accepted][-MAX_BEATS:]
             self._policy.not_before(now + MIN_RESEND_GAP)
+        if verdict is Verdict.ACCEPTED:
+            stamp = wall.timestamp()
+            interval = settings.interval_seconds
+            self._on_accepted(
+                [
+                    AcceptedBeat(
+                        b.uuid, b.created_at, stamp, stamp - b.created_at <= interval, now, RUN_ID
+                    )
+                    for b in beats
+                ]
+            )
 
     def _record_unrecorded(self) -> None:
         """Remove the beats answered while the disk was full, once it takes writes again."""
         try:
-            self._outbox.settle(
-                list(self._unrecorded),
-                self._stats_store.facts(self._stats),
-                self._unrecorded_accepted,
-            )
+            self._outbox.settle(list(self._unrecorded), self._stats_store.facts(self._stats))
         except sqlite3.Error:
             return  # still full: they stay remembered here
         if self._unrecorded:
             log.info("Recorded %d beat(s) answered while the disk was full", len(self._unrecorded))
         self._unrecorded.clear()
-        self._unrecorded_accepted.clear()
 
     def _queued(self) -> int:
         """Beats still waiting for PostHog (those answered but not yet removed do not count)."""

@@ -15,9 +15,10 @@ from tkinter import ttk
 from typing import Any
 
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable, mask
-from heartbeat_tray.core.hosts import app_host
 from heartbeat_tray.core.outbox import read_only_view
+from heartbeat_tray.core.ports import REQUEST_DEADLINE
 from heartbeat_tray.core.settings import Settings
+from heartbeat_tray.core.state_file import Meta
 from heartbeat_tray.core.verdicts import QueryVerdict
 from heartbeat_tray.dialog.form import (
     HOST_LABELS,
@@ -30,6 +31,7 @@ from heartbeat_tray.dialog.form import (
     save_form,
 )
 from heartbeat_tray.dialog.tk_window import new_root
+from heartbeat_tray.ingestion.project import check_host, resolve_project
 from heartbeat_tray.ingestion.rules import MIN_WINDOW_SECONDS
 from heartbeat_tray.ingestion.store import status_from_json
 from heartbeat_tray.posthog.capture import PostHogClient
@@ -39,7 +41,7 @@ from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import for_this_os
 from heartbeat_tray.system.paths import AppPaths
 from heartbeat_tray.system.settings_file import installation_id, load_settings
-from heartbeat_tray.tray.ui_thread import TkUiThread
+from heartbeat_tray.system.ui_thread import TkUiThread
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +462,7 @@ class SettingsDialog:
         def ask() -> None:
             client = PostHogClient()
             try:
-                answer = client.check_key(host, key, distinct_id, timeout=10.0)
+                answer = client.check_key(host, key, distinct_id, timeout=REQUEST_DEADLINE)
             finally:
                 client.close()
             message, ok = answer.message, answer.valid
@@ -486,7 +488,7 @@ class SettingsDialog:
         except Exception:
             log.info("No ingestion status to read", exc_info=True)
             return None
-        status = status_from_json(meta.get("ingestion_status"))
+        status = status_from_json(meta.get(Meta.INGESTION_STATUS))
         return status.project_id if status else None
 
 
@@ -494,19 +496,14 @@ def ask_query(
     settings: Settings, project_key: str, personal: str, distinct_id: str
 ) -> tuple[str, bool]:
     """The dialog's Test for the personal key: find the project, run the check's query once."""
-    host = settings.ingestion.app_host or app_host(settings.host)
     client = QueryClient()
     try:
-        if settings.ingestion.project_id:
-            project_id = int(settings.ingestion.project_id)
-        else:
-            found = client.find_project(host, personal, project_key)
-            if found.project_id is None:
-                return found.message, False
-            project_id = found.project_id
+        found = resolve_project(client, settings, personal, project_key)
+        if found.verdict is not QueryVerdict.OK or found.project_id is None:
+            return found.message, False
         answer = client.stored_beats(
-            host,
-            project_id,
+            check_host(settings),
+            found.project_id,
             personal,
             event=settings.event,
             distinct_id=distinct_id,

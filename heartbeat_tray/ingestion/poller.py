@@ -1,13 +1,12 @@
 """The ingestion poller: every ``poll_seconds`` it asks PostHog which accepted beats are stored,
-judges the answer, opens and resolves incidents (alerting exactly once each), and delivers the
-webhooks. It runs on its own ``Worker`` thread: a slow query never delays a beat, and nothing
-runs between checks.
+judges the answer (``rules``), opens and resolves incidents, alerting exactly once each
+(``alerts`` says what), and lets the webhook outbox deliver. It runs on its own ``Worker``
+thread: a slow query never delays a beat, and nothing runs between checks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import random
 import sqlite3
@@ -23,13 +22,23 @@ from heartbeat_tray.core.api_key import KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.backoff import retry_delay
 from heartbeat_tray.core.clock import RUN_ID, Clock, SystemClock
-from heartbeat_tray.core.hosts import app_host
-from heartbeat_tray.core.ingestion_status import IngestionState, IngestionStatus
+from heartbeat_tray.core.ingestion_status import IncidentKind, IngestionState, IngestionStatus
+from heartbeat_tray.core.ports import SendWebhook, StoredBeatsQuery
 from heartbeat_tray.core.settings import Settings
 from heartbeat_tray.core.tally import CheckTally
-from heartbeat_tray.core.timefmt import iso_utc
 from heartbeat_tray.core.verdicts import QueryVerdict
 from heartbeat_tray.core.worker import Worker
+from heartbeat_tray.ingestion.alerts import (
+    RESOLVED,
+    SLOW,
+    TRIGGERED,
+    Whose,
+    not_ingested_alert,
+    slow_alert,
+    slow_fields,
+    webhook_body,
+)
+from heartbeat_tray.ingestion.project import check_host, resolve_project
 from heartbeat_tray.ingestion.rules import (
     Judgement,
     Slowness,
@@ -42,17 +51,12 @@ from heartbeat_tray.ingestion.rules import (
     slow_sentence,
     slowness,
 )
-from heartbeat_tray.ingestion.store import NOT_INGESTED, SLOW, Incident, IngestionStore
-from heartbeat_tray.posthog.query import QueryClient
+from heartbeat_tray.ingestion.store import Incident, IngestionStore
+from heartbeat_tray.ingestion.webhooks import WebhookOutbox
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_FIRST_RETRY = 3.0  # seconds; then doubling
-WEBHOOK_MAX_DELAY = 300.0
-WEBHOOK_GIVE_UP = 24 * 3600.0
-
 KeySource = Callable[[], "str | None"]  # raises KeyringUnavailable
-SendWebhook = Callable[[str, dict[str, Any]], Any]  # returns a WebhookResult-like value
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class IngestionPoller:
         personal_key: KeySource,
         project_key: KeySource,
         store: IngestionStore,
-        client: QueryClient,
+        client: StoredBeatsQuery,
         state: AppState,
         send_webhook: SendWebhook,
         on_alert: Callable[[Alert], None],
@@ -83,7 +87,9 @@ class IngestionPoller:
         self._store = store
         self._client = client
         self._state = state
-        self._send_webhook = send_webhook
+        self._webhooks = WebhookOutbox(
+            store, send_webhook, config.settings.ingestion.webhook_url, random_fraction
+        )
         self._on_alert = on_alert
         self._clock = clock or SystemClock()
         self._random = random_fraction
@@ -100,7 +106,7 @@ class IngestionPoller:
         self._status = IngestionStatus(lost=store.lost())
         self._disk_problem: str | None = None  # the last check could not record its verdicts
         # Alerted, but not recorded (a full disk), by kind.
-        self._unkept: dict[str, Incident | None] = {NOT_INGESTED: None, SLOW: None}
+        self._unkept: dict[IncidentKind, Incident | None] = dict.fromkeys(IncidentKind)
         self._tally = CheckTally()
         try:
             self._observed = store.lag_uuids()  # lags counted already (before a restart)
@@ -129,11 +135,12 @@ class IngestionPoller:
             pending, self._pending = self._pending, None
         if pending is not None:
             self._config = pending
+            self._webhooks.url = pending.settings.ingestion.webhook_url
             self._keys_read = False
             self._stopped = False
             self._failures = 0
             self._next_check = None
-        webhook_wake = self._deliver_webhooks(now, wall)
+        webhook_wake = self._webhooks.deliver_due(now, wall)
         ingestion = self._config.settings.ingestion
         personal = self._read_personal_key()
         if self._config.problem or not ingestion.check or not personal:
@@ -196,35 +203,20 @@ class IngestionPoller:
                 log.debug("No personal API key: %s", exc)
         return self._personal
 
-    def _project_id(self, personal: str, host: str, now: float) -> int | None:
-        ingestion = self._config.settings.ingestion
-        if ingestion.project_id:
-            return int(ingestion.project_id)
+    def _check(self, personal: str, now: float, wall: datetime) -> None:
+        settings = self._config.settings
+        ingestion = settings.ingestion
         try:
             project_key = self._project_key() or ""
         except KeyringUnavailable:
             project_key = ""
-        scope = f"{host}|{hashlib.sha256(project_key.encode()).hexdigest()[:16]}"
-        cached = self._store.cached_project(scope)
-        if cached is not None:
-            return cached
-        answer = self._client.find_project(host, personal, project_key)
-        if answer.verdict is QueryVerdict.OK and answer.project_id is not None:
-            self._store.cache_project(scope, answer.project_id)
-            log.info("Ingestion check: the project is %d", answer.project_id)
-            return answer.project_id
-        self._failed(answer.verdict, answer.message, answer.retry_after, now)
-        return None
-
-    def _check(self, personal: str, now: float, wall: datetime) -> None:
-        settings = self._config.settings
-        ingestion = settings.ingestion
-        host = ingestion.app_host or app_host(settings.host)
-        project_id = self._project_id(personal, host, now)
-        if project_id is None:
+        found = resolve_project(self._client, settings, personal, project_key, cache=self._store)
+        if found.verdict is not QueryVerdict.OK or found.project_id is None:
+            self._failed(found.verdict, found.message, found.retry_after, now)
             return
+        project_id = found.project_id
         answer = self._client.stored_beats(
-            host,
+            check_host(settings),
             project_id,
             personal,
             event=settings.event,
@@ -255,7 +247,7 @@ class IngestionPoller:
             self._disk_problem = f"the state file cannot be written ({exc})"
         windows = lag_windows(samples, wall)
         self._count(judgement, lost)
-        incident = self._store.incident() or self._unkept[NOT_INGESTED]
+        incident = self._store.incident() or self._unkept[IncidentKind.NOT_INGESTED]
         if (
             incident is not None
             and incident.triggered_sent
@@ -271,7 +263,7 @@ class IngestionPoller:
             since = incident.since if incident else judgement.incident_since or wall
             sentence = failing_sentence(judgement.newest_stored, judgement.behind_seconds, since)
             if incident is None or not incident.triggered_sent:
-                self._alert_not_ingested("triggered", since, judgement)
+                self._alert_not_ingested(True, since, judgement)
         else:
             since = None
             sentence = (
@@ -283,7 +275,7 @@ class IngestionPoller:
             )
             if incident is not None:
                 if incident.triggered_sent:
-                    self._alert_not_ingested("resolved", incident.since, judgement)
+                    self._alert_not_ingested(False, incident.since, judgement)
                 else:
                     self._store.record_alert(None, None, wall.timestamp())
             slow = self._judge_slow(samples, wall, judgement)
@@ -363,10 +355,10 @@ class IngestionPoller:
         slow = slowness(
             samples, wall, threshold_seconds=ingestion.slow_after_seconds, window_seconds=window
         )
-        incident = self._store.incident(SLOW) or self._unkept[SLOW]
+        incident = self._store.incident(IncidentKind.SLOW) or self._unkept[IncidentKind.SLOW]
         if slow is not None and slow.slow:
             if incident is None or not incident.triggered_sent:
-                self._alert_slow("slow", slow, wall, judgement)
+                self._alert_slow(True, slow, wall, judgement)
             return slow_sentence(slow)
         if incident is None:
             return None
@@ -379,74 +371,41 @@ class IngestionPoller:
                 else f"Ingestion slow: no beat stored in the last {duration_words(window)}"
             )
         if incident.triggered_sent:
-            self._alert_slow("resolved", slow, incident.since, judgement)
+            self._alert_slow(False, slow, incident.since, judgement)
         else:
-            self._store.record_alert(None, None, wall.timestamp(), kind=SLOW)
+            self._store.record_alert(None, None, wall.timestamp(), kind=IncidentKind.SLOW)
         return None
 
-    def _alert_not_ingested(self, status: str, since: datetime, judgement: Judgement) -> None:
+    def _whose(self) -> Whose:
         settings = self._config.settings
-        event, who, host = settings.event, self._config.distinct_id, settings.host
-        lag = judgement.lag_seconds
-        if status == "triggered":
-            title = "Heartbeat not ingested"
-            newest, behind = judgement.newest_stored, judgement.behind_seconds
-            if newest is None or behind is None:
-                what = f"has stored none of them since {iso_utc(since)}"
-            else:
-                what = (
-                    f"ingestion is {max(0.0, behind):.0f} s behind; newest stored beat "
-                    f"{iso_utc(newest)}"
-                )
-            text = (
-                f"PostHog at {host} accepts the '{event}' events from {who}, but {what}: "
-                "ingestion may be slow or broken downstream of capture."
-            )
+        return Whose(
+            settings.event, self._config.distinct_id, settings.host, self._status.project_id
+        )
+
+    def _alert_not_ingested(self, opened: bool, since: datetime, judgement: Judgement) -> None:
+        incident: Incident | None = None
+        if opened:
             since_mono = judgement.incident_since_mono
-            incident: Incident | None = Incident(
+            incident = Incident(
                 since, True, str(uuid.uuid4()), since_mono, RUN_ID if since_mono is not None else ""
             )
-        else:
-            title = "Heartbeat ingested again"
-            lagging = f", {lag:.0f} s behind" if lag is not None else ""
-            text = f"PostHog at {host} stores the '{event}' events from {who} again{lagging}."
-            incident = None
-        self._raise(NOT_INGESTED, status, incident, since, Alert(title, text), judgement, {})
+        alert = not_ingested_alert(opened, since, judgement, self._whose())
+        status = TRIGGERED if opened else RESOLVED
+        self._raise(IncidentKind.NOT_INGESTED, status, incident, since, alert, judgement, {})
 
     def _alert_slow(
-        self, status: str, slow: Slowness | None, since: datetime, judgement: Judgement
+        self, opened: bool, slow: Slowness | None, since: datetime, judgement: Judgement
     ) -> None:
-        settings = self._config.settings
-        event, who, host = settings.event, self._config.distinct_id, settings.host
-        over = ""
-        if slow is not None:
-            over = (
-                f"p95 lag {slow.p95:.0f} s over the last {duration_words(slow.window_seconds)} "
-                f"({slow.n} beats)"
-            )
-        if status == "slow" and slow is not None:
-            title = "Heartbeat ingestion slow"
-            text = (
-                f"PostHog at {host} stores the '{event}' events from {who}, but slowly: {over}, "
-                f"above the {slow.threshold:.0f} s threshold."
-            )
-            incident: Incident | None = Incident(since, True, str(uuid.uuid4()))
-        else:
-            title = "Heartbeat ingestion back to speed"
-            text = f"PostHog at {host} stores the '{event}' events from {who} in time again" + (
-                f": {over}." if over else "."
-            )
-            incident = None
-        extra = {
-            "p95_seconds": None if slow is None else round(slow.p95, 1),
-            "threshold_seconds": settings.ingestion.slow_after_seconds,
-            "window_seconds": None if slow is None else slow.window_seconds,
-        }
-        self._raise(SLOW, status, incident, since, Alert(title, text), judgement, extra)
+        opened = opened and slow is not None
+        incident = Incident(since, True, str(uuid.uuid4())) if opened else None
+        alert = slow_alert(opened, slow, self._whose())
+        extra = slow_fields(slow, self._config.settings.ingestion.slow_after_seconds)
+        status = SLOW if opened else RESOLVED
+        self._raise(IncidentKind.SLOW, status, incident, since, alert, judgement, extra)
 
     def _raise(
         self,
-        kind: str,
+        kind: IncidentKind,
         status: str,
         incident: Incident | None,
         since: datetime,
@@ -456,30 +415,14 @@ class IngestionPoller:
     ) -> None:
         """Record the incident's new state with its webhook, then tell the user: exactly once
         each (a full disk: told all the same, the webhook sent once without its retries)."""
-        settings = self._config.settings
-        url = settings.ingestion.webhook_url
         incident_id = incident.id if incident else self._resolving_id(kind)
-        lag = judgement.lag_seconds
         body = None
-        if url:
-            body = {
-                "status": status,
-                "kind": kind,
-                "incident": incident_id,
-                "text": alert.message,
-                "event": settings.event,
-                "distinct_id": self._config.distinct_id,
-                "host": settings.host,
-                "project_id": self._status.project_id,
-                "since": iso_utc(since),
-                "last_ingested": iso_utc(judgement.last_ingested)
-                if judgement.last_ingested
-                else None,
-                "lag_seconds": None if lag is None else round(lag, 1),
-                **extra,
-            }
+        if self._webhooks.url:
+            body = webhook_body(
+                kind, status, incident_id, alert, since, judgement, self._whose(), extra
+            )
         if incident is not None:
-            self._tally = self._tally.opened(kind)
+            self._tally = self._tally.opened(kind.value)
         try:
             self._store.record_alert(incident, body, self._clock.wall().timestamp(), kind=kind)
         except sqlite3.Error as exc:
@@ -487,45 +430,16 @@ class IngestionPoller:
             self._unkept[kind] = incident
             self._on_alert(alert)
             if body is not None:
-                self._send_webhook(url, body)
+                self._webhooks.send_unkept(body)
             return
         self._unkept[kind] = None
         self._on_alert(alert)
         if body is not None:
             self._worker.poke()  # deliver it now, not at the next check
 
-    def _resolving_id(self, kind: str) -> str:
+    def _resolving_id(self, kind: IncidentKind) -> str:
         open_one = self._store.incident(kind) or self._unkept[kind]
         return open_one.id if open_one and open_one.id else str(uuid.uuid4())
-
-    def _deliver_webhooks(self, now: float, wall: datetime) -> float | None:
-        """Send what is due; the monotonic time of the next retry, or None."""
-        url = self._config.settings.ingestion.webhook_url
-        stamp = wall.timestamp()
-        wake: float | None = None
-        for hook in self._store.pending_webhooks():
-            if not url or stamp - hook.created_at > WEBHOOK_GIVE_UP:
-                log.warning("Gave up a webhook after 24 hours (or none is set any more)")
-                self._store.webhook_done(hook.id)
-                continue
-            if hook.next_try > stamp:
-                due = now + (hook.next_try - stamp)
-                wake = due if wake is None else min(wake, due)
-                continue
-            result = getattr(self._send_webhook(url, hook.body), "value", "")
-            if result == "delivered":
-                log.info("Webhook %s delivered", hook.body.get("status"))
-                self._store.webhook_done(hook.id)
-            elif result == "refused":
-                log.warning("The webhook refused the alert; not retried")
-                self._store.webhook_done(hook.id)
-            else:
-                delay = min(WEBHOOK_MAX_DELAY, WEBHOOK_FIRST_RETRY * 2.0**hook.tries)
-                self._store.webhook_retry(hook.id, stamp + delay)
-                due = now + delay
-                wake = due if wake is None else min(wake, due)
-                break  # keep their order: the next waits for this one
-        return wake
 
     def _publish(self, status: IngestionStatus) -> None:
         problem = self._disk_problem or self._store.degraded

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +17,22 @@ from typing import Any
 from heartbeat_tray.core.clock import RUN_ID
 from heartbeat_tray.core.ingestion_status import (
     LAG_WINDOWS,
+    IncidentKind,
     IngestionState,
     IngestionStatus,
     LagWindow,
 )
-from heartbeat_tray.core.outbox import BUSY_TIMEOUT, SCHEMA, Outbox
-from heartbeat_tray.core.timefmt import iso_utc
+from heartbeat_tray.core.outbox import MAX_BEATS
+from heartbeat_tray.core.ports import AcceptedBeat
+from heartbeat_tray.core.state_file import (
+    Meta,
+    in_memory,
+    open_for_writing,
+    open_read_only,
+    read_meta,
+    write_meta,
+)
+from heartbeat_tray.core.timefmt import iso_utc, parse_iso_or_none
 from heartbeat_tray.ingestion.history import History, Span
 from heartbeat_tray.ingestion.rules import Judgement, LedgerBeat
 
@@ -33,13 +43,10 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-
-
-NOT_INGESTED = "not_ingested"  # accepted beats not stored (or far behind)
-SLOW = "slow"  # stored, but the p95 lag is over the slow threshold
-_INCIDENT_KEYS = {NOT_INGESTED: "ingestion_incident", SLOW: "slow_incident"}
+_INCIDENT_KEYS = {
+    IncidentKind.NOT_INGESTED: Meta.NOT_INGESTED_INCIDENT,
+    IncidentKind.SLOW: Meta.SLOW_INCIDENT,
+}
 
 
 @dataclass(frozen=True)
@@ -104,10 +111,10 @@ def status_from_json(data: Any) -> IngestionStatus | None:
             sentence=str(data["sentence"]),
             lag_seconds=data.get("lag_seconds"),
             lag_median_seconds=data.get("lag_median_seconds"),
-            last_ingested=_time(data.get("last_ingested")),
-            last_check=_time(data.get("last_check")),
+            last_ingested=parse_iso_or_none(data.get("last_ingested")),
+            last_check=parse_iso_or_none(data.get("last_check")),
             lost=int(data.get("lost") or 0),
-            incident_since=_time(data.get("incident_since")),
+            incident_since=parse_iso_or_none(data.get("incident_since")),
             project_id=data.get("project_id"),
             lag_windows=tuple(
                 LagWindow(name, float(w["p50"]), float(w["p95"]), float(w["max"]), int(w["n"]))
@@ -123,21 +130,20 @@ class IngestionStore:
         self.path = path
         self.degraded: str | None = None  # why the file cannot be used; None when it can
         try:
-            self._db: sqlite3.Connection = Outbox.open_connection(path)
+            self._db: sqlite3.Connection = open_for_writing(path)
         except sqlite3.Error as exc:
             # Locked, full or read-only at start: the check runs on memory meanwhile (it sees
             # no ledger there) and reopen() goes back to the file as soon as it can.
             log.warning("The ingestion check keeps nothing on disk for now (%s)", exc)
             self.degraded = f"the state file cannot be opened ({exc})"
-            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-            self._db.executescript(SCHEMA)
+            self._db = in_memory()
 
     def reopen(self) -> bool:
         """Back to the state file after a failed start; True when on the file now."""
         if self.degraded is None:
             return True
         try:
-            db = Outbox.open_connection(self.path)
+            db = open_for_writing(self.path)
         except sqlite3.Error:
             return False
         self._db.close()
@@ -190,12 +196,12 @@ class IngestionStore:
             self._db.executemany(
                 "DELETE FROM accepted WHERE uuid = ?", [(u,) for u in judgement.expired]
             )
-            lost = max(0, int(self._read("ingestion_lost") or 0) + max(0, fresh) - max(0, late))
-            self._write("ingestion_lost", lost)
+            lost = max(0, int(self._read(Meta.INGESTION_LOST) or 0) + max(0, fresh) - max(0, late))
+            self._write(Meta.INGESTION_LOST, lost)
         return lost
 
     def lost(self) -> int:
-        return int(self._read("ingestion_lost") or 0)
+        return int(self._read(Meta.INGESTION_LOST) or 0)
 
     def record_lags(
         self, lags: Mapping[str, tuple[datetime, float]], now: datetime
@@ -220,9 +226,9 @@ class IngestionStore:
 
     # --- the incident, the status, the project ---
 
-    def incident(self, kind: str = NOT_INGESTED) -> Incident | None:
+    def incident(self, kind: IncidentKind = IncidentKind.NOT_INGESTED) -> Incident | None:
         data = self._read(_INCIDENT_KEYS[kind])
-        since = _time(data.get("since")) if isinstance(data, dict) else None
+        since = parse_iso_or_none(data.get("since")) if isinstance(data, dict) else None
         if not since or not isinstance(data, dict):
             return None
         mono = data.get("since_mono")
@@ -234,27 +240,29 @@ class IngestionStore:
             str(data.get("run_id") or ""),
         )
 
-    def set_incident(self, incident: Incident | None, kind: str = NOT_INGESTED) -> None:
+    def set_incident(
+        self, incident: Incident | None, kind: IncidentKind = IncidentKind.NOT_INGESTED
+    ) -> None:
         self._write_now(_INCIDENT_KEYS[kind], incident.as_json() if incident else None)
 
     def save_status(self, status: IngestionStatus) -> None:
-        self._write_now("ingestion_status", status_to_json(status))
+        self._write_now(Meta.INGESTION_STATUS, status_to_json(status))
 
     def cached_project(self, scope: str) -> int | None:
-        data = self._read("ingestion_project")
+        data = self._read(Meta.INGESTION_PROJECT)
         if isinstance(data, dict) and data.get("scope") == scope:
             return int(data["id"])
         return None
 
     def cache_project(self, scope: str, project_id: int) -> None:
-        self._write_now("ingestion_project", {"scope": scope, "id": project_id})
+        self._write_now(Meta.INGESTION_PROJECT, {"scope": scope, "id": project_id})
 
     def record_alert(
         self,
         incident: Incident | None,
         body: dict[str, Any] | None,
         now: float,
-        kind: str = NOT_INGESTED,
+        kind: IncidentKind = IncidentKind.NOT_INGESTED,
     ) -> None:
         """The incident's new state and its webhook, in one transaction: a restart between the
         two can neither lose the alert nor send it twice."""
@@ -265,7 +273,7 @@ class IngestionStore:
                 # It resolved: the history shades it from its start to now.
                 self._db.execute(
                     "INSERT INTO marks (kind, at, until) VALUES (?, ?, ?)",
-                    (kind, before.since.timestamp(), now),
+                    (kind.value, before.since.timestamp(), now),
                 )
             self._write(_INCIDENT_KEYS[kind], incident.as_json() if incident else None)
             if body is not None:
@@ -305,19 +313,75 @@ class IngestionStore:
 
     # --- meta rows ---
 
-    def _read(self, key: str) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+    def _read(self, key: Meta) -> Any:
+        return read_meta(self._db, key)
 
-    def _write(self, key: str, value: Any) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-        )
+    def _write(self, key: Meta, value: Any) -> None:
+        write_meta(self._db, {key: value})
 
-    def _write_now(self, key: str, value: Any) -> None:
+    def _write_now(self, key: Meta, value: Any) -> None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._write(key, value)
+
+
+class AcceptedLedger:
+    """Records the beats the ticker announces as accepted, for the check to look for.
+
+    Its own connection, on the announcing thread: the ticker never shares one with the check.
+    ``synchronous=NORMAL`` (WAL): no fsync of its own; the outbox's next commit carries it to
+    the disk, and a row lost to a power cut only leaves one beat unjudged. Rows older than the
+    query window the check judges are forgotten; a full disk keeps the newest ``MAX_BEATS`` in
+    memory until the next announcement can write them.
+    """
+
+    def __init__(self, path: Path, window_seconds: Callable[[], int]) -> None:
+        self.path = path
+        self._window = window_seconds
+        self._db: sqlite3.Connection | None = None
+        self._unrecorded: list[AcceptedBeat] = []
+
+    def record(self, beats: Sequence[AcceptedBeat]) -> None:
+        pending = [*self._unrecorded, *beats]
+        if not pending:
+            return
+        oldest = max(b.accepted_at for b in pending) - self._window()
+        try:
+            db = self._connection()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR IGNORE INTO accepted "
+                    "(uuid, beat_time, accepted_at, live, accepted_mono, run_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (b.uuid, b.beat_time, b.accepted_at, int(b.live), b.accepted_mono, b.run_id)
+                        for b in pending
+                    ],
+                )
+                # No cap on their number: the check must see every beat it judges (172,800
+                # rows at one beat a second and a 48-hour window; about 60 bytes each).
+                db.execute("DELETE FROM accepted WHERE beat_time < ?", (oldest,))
+        except sqlite3.Error as exc:
+            if not self._unrecorded:
+                log.warning("Could not record accepted beats for the ingestion check: %s", exc)
+            self._unrecorded = pending[-MAX_BEATS:]
+            return
+        if self._unrecorded:
+            log.info("Recorded %d accepted beat(s) kept while the disk was full", len(pending))
+        self._unrecorded = []
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = open_for_writing(self.path)
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def read_history(
@@ -327,7 +391,7 @@ def read_history(
     created, locked for writing or moved. Raises sqlite3.Error when the file cannot be read."""
     if not path.exists():
         return History(now, slow_after_seconds=slow_after_seconds, host=host)
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    db = open_read_only(path)
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         lags = (
@@ -340,20 +404,15 @@ def read_history(
             if "marks" in tables
             else []
         )
-        meta = {
-            key: json.loads(value)
-            for key, value in db.execute(
-                "SELECT key, value FROM meta WHERE key IN (?, ?)", tuple(_INCIDENT_KEYS.values())
-            )
-        }
+        meta = {key: read_meta(db, key) for key in _INCIDENT_KEYS.values()}
     finally:
         db.close()
     incidents = [Span(kind, _utc(at), _utc(until)) for kind, at, until in marks if until]
     for kind, key in _INCIDENT_KEYS.items():
         data = meta.get(key)
-        since = _time(data.get("since")) if isinstance(data, dict) else None
+        since = parse_iso_or_none(data.get("since")) if isinstance(data, dict) else None
         if since is not None and isinstance(data, dict) and data.get("triggered_sent"):
-            incidents.append(Span(kind, since, None))
+            incidents.append(Span(kind.value, since, None))
     return History(
         now,
         lags=sorted(lags),

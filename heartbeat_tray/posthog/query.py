@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from heartbeat_tray.core.ports import REQUEST_DEADLINE
 from heartbeat_tray.core.timefmt import parse_iso
 from heartbeat_tray.core.verdicts import (
     QueryAnswer,
@@ -116,7 +117,7 @@ class QueryClient(DeadlineClient):
         app_host: str,
         personal_key: str,
         project_key: str,
-        timeout: float = 10.0,
+        timeout: float = REQUEST_DEADLINE,
         deadline: float | None = None,
     ) -> QueryAnswer:
         """The id of the project whose ``api_token`` is the project key (follows ``next``).

@@ -14,7 +14,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable
 from heartbeat_tray.system.app_command import app_command
@@ -64,9 +64,12 @@ def read_in_child_process(kind: KeyKind = KeyKind.PROJECT, timeout: float = 120.
 
 
 def hand_over_key(
-    which: str = KeyKind.PROJECT.value, environ: Mapping[str, str] | None = None
+    read: Callable[[KeyKind], str | None],
+    which: str = KeyKind.PROJECT.value,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
-    """The child's side: the key into the parent's pipe, or an exit code saying why not."""
+    """The child's side: the key ``read`` from the keyring into the parent's pipe, or an exit
+    code saying why not."""
     env = os.environ if environ is None else environ
     kind = next((k for k in KeyKind if k.value == which), None)
     fd = _parent_pipe(env)
@@ -74,10 +77,8 @@ def hand_over_key(
         if sys.stderr is not None:
             print("This command is for Heartbeat Tray's own use.", file=sys.stderr)
         return KEY_PIPE_REFUSED
-    from heartbeat_tray.system.keystore import read_keyring
-
     try:
-        key = read_keyring(kind)
+        key = read(kind)
     except KeyringUnavailable as exc:
         if sys.stderr is not None:
             print(str(exc), file=sys.stderr)

@@ -29,12 +29,11 @@ from prometheus_client.process_collector import ProcessCollector
 
 from heartbeat_tray import __version__
 from heartbeat_tray.core.app_state import Snapshot
-from heartbeat_tray.core.ingestion_status import IngestionState
-from heartbeat_tray.ingestion.store import NOT_INGESTED, SLOW
+from heartbeat_tray.core.ingestion_status import IncidentKind, IngestionState
 
 log = logging.getLogger(__name__)
 
-INCIDENT_KINDS = (NOT_INGESTED, SLOW)
+INCIDENT_KINDS = tuple(kind.value for kind in IncidentKind)
 
 
 class MetricsError(Exception):

@@ -4,10 +4,12 @@ endpoint that takes JSON). No key is ever part of it; redirects are not followed
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from heartbeat_tray.core.ports import REQUEST_DEADLINE
 from heartbeat_tray.core.verdicts import WebhookResult, webhook_result
 from heartbeat_tray.net.http import (
     WEBHOOK_ANSWER_LIMIT,
@@ -21,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class WebhookSender(DeadlineClient):
-    def send(self, url: str, body: dict[str, Any], timeout: float = 10.0) -> WebhookResult:
+    def send(
+        self, url: str, body: Mapping[str, Any], timeout: float = REQUEST_DEADLINE
+    ) -> WebhookResult:
         """Any failure to send is a failed delivery, never an exception: a URL httpx cannot
         use, a redirect (never followed: retried like a 5xx), a huge answer."""
         with self.within(timeout) as expired:

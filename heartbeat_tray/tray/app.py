@@ -30,6 +30,7 @@ from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import LaunchAtLoginError, for_this_os
 from heartbeat_tray.system.notifications import Notifier
 from heartbeat_tray.system.paths import AppPaths
+from heartbeat_tray.system.ui_thread import PostingUiThread, SelectUiThread, UiThread, poster_for
 from heartbeat_tray.tray.icon_art import PULSE_FRAME_MS, IconSet, icon_set
 from heartbeat_tray.tray.menu import MenuProcess, to_pystray
 from heartbeat_tray.tray.presenter import (
@@ -39,7 +40,6 @@ from heartbeat_tray.tray.presenter import (
     present,
     pulses,
 )
-from heartbeat_tray.tray.ui_thread import PostingUiThread, SelectUiThread, UiThread, poster_for
 
 log = logging.getLogger(__name__)
 

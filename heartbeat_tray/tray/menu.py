@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from heartbeat_tray.system.app_command import app_command
+from heartbeat_tray.system.ui_thread import UiThread
 from heartbeat_tray.tray import menu_window
 from heartbeat_tray.tray.presenter import MENU, Item, MenuLine, TrayView
-from heartbeat_tray.tray.ui_thread import UiThread
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import collections
 import threading
 from typing import Any
 
-from heartbeat_tray.tray.ui_thread import Job, run_job
+from heartbeat_tray.system.ui_thread import Job, run_job
 
 
 class Win32UiThread:
