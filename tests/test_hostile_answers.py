@@ -299,3 +299,31 @@ def test_a_full_disk_still_alerts_once_and_says_the_check_keeps_nothing(tmp_path
     assert "not kept on disk: the state file cannot be written" in h.status.sentence
     assert [a.title for a in h.alerts] == ["Heartbeat not ingested"]  # once, not per poll
     assert [w["status"] for w in h.api.webhooks] == ["triggered"]  # sent though not kept
+
+
+def test_beats_accepted_while_the_disk_is_full_are_recorded_once_it_takes_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from heartbeat_tray.ingestion.store import AcceptedLedger, IngestionStore
+
+    path = tmp_path / "outbox.sqlite3"
+    ledger = AcceptedLedger(path, lambda: 7200)
+    full = True
+    opened = AcceptedLedger._connection
+
+    def connection(self: AcceptedLedger) -> sqlite3.Connection:
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return opened(self)
+
+    monkeypatch.setattr(AcceptedLedger, "_connection", connection)
+    beats = [AcceptedBeat(f"u{n}", 1000.0 + n, 1000.2 + n, True, float(n), "run") for n in range(3)]
+    ledger.record(beats[:2])  # the disk is full: kept in memory
+    full = False
+    ledger.record(beats[2:])  # the next announcement writes all three
+    ledger.close()
+    store = IngestionStore(path)
+    assert [b.uuid for b in store.ledger()] == ["u0", "u1", "u2"]
+    store.close()

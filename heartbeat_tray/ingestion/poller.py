@@ -142,10 +142,11 @@ class IngestionPoller:
             self._next_check = None
         webhook_wake = self._webhooks.deliver_due(now, wall)
         ingestion = self._config.settings.ingestion
-        personal = self._read_personal_key()
-        if self._config.problem or not ingestion.check or not personal:
-            why = self._key_problem or (
-                "Ingestion not checked — add a personal API key in Settings"
+        # Turned off: the keyring is not even asked (on Linux that is a child process).
+        personal = self._read_personal_key() if ingestion.check else None
+        if self._config.problem or not personal:
+            why = (
+                (self._key_problem or "Ingestion not checked — add a personal API key in Settings")
                 if ingestion.check
                 else "Ingestion not checked (turned off in Settings)"
             )

@@ -103,18 +103,21 @@ class _TrackingBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's own transport, with sockets that a deadline can cut."""
+class Deadlines:
+    """The sockets open now, and a watchdog that cuts them when a deadline passes."""
 
     def __init__(self) -> None:
-        super().__init__(verify=True)
         self._live = _Live()
-        pool = self._pool  # httpx 0.28's connection pool; httpx is pinned below 1.0
-        pool._network_backend = _TrackingBackend(pool._network_backend, self._live)
+
+    def network_backend(self) -> httpcore.NetworkBackend:
+        """httpcore's own sockets, remembered while open (``ConnectionPool(network_backend=)``,
+        httpcore's public seam)."""
+        return _TrackingBackend(httpcore.SyncBackend(), self._live)
 
     @contextlib.contextmanager
     def deadline(self, seconds: float) -> Iterator[threading.Event]:
-        """While inside, the exchange is cut after ``seconds``; the event says whether it was."""
+        """While inside, the exchange is cut after ``seconds``; the event says whether it was.
+        With no socket of ours open (a test's own transport) it only sets the event."""
         expired = threading.Event()
 
         def cut() -> None:
@@ -128,3 +131,90 @@ class DeadlineTransport(httpx.HTTPTransport):
             yield expired
         finally:
             timer.cancel()
+
+
+# httpcore's errors as httpx's, the most specific first (httpx maps them the same way inside
+# its own transport, which has no seam for the network backend).
+_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for theirs, ours in _ERRORS:
+            if isinstance(exc, theirs):
+                raise ours(str(exc)) from exc
+        raise
+
+
+class _Body(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            with _as_httpx_errors():
+                close()
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """An HTTP/1.1 transport over httpcore's connection pool (TLS verified), whose sockets
+    ``deadlines`` can cut."""
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        limits = httpx.Limits()  # httpx's own defaults: idle connections closed after 5 s
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),  # certifi's roots, as httpx's transport
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=deadlines.network_backend(),
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            answer = self._pool.handle_request(core_request)
+        assert isinstance(answer.stream, Iterable)
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=_Body(answer.stream),
+            extensions=answer.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()

@@ -17,7 +17,7 @@ import httpx
 
 from heartbeat_tray import __version__
 from heartbeat_tray.core.verdicts import NetworkFailure
-from heartbeat_tray.net.deadline import DeadlineTransport
+from heartbeat_tray.net.deadline import Deadlines, DeadlineTransport
 
 USER_AGENT = f"heartbeat-tray/{__version__}"
 
@@ -80,10 +80,10 @@ class DeadlineClient:
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._wall = wall_clock or (lambda: datetime.now(UTC))
-        # A test's own transport answers at once: no deadline needed around it.
-        self._deadline = DeadlineTransport() if transport is None else None
+        # A test's own transport has no socket to cut; the deadline runs around it all the same.
+        self._deadlines = Deadlines()
         self.http = httpx.Client(
-            transport=transport or self._deadline,
+            transport=transport or DeadlineTransport(self._deadlines),
             # Only what read_capped can inflate a chunk at a time.
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
             verify=True,
@@ -120,10 +120,7 @@ class DeadlineClient:
     @contextlib.contextmanager
     def within(self, seconds: float) -> Iterator[threading.Event]:
         """The exchange inside is cut after ``seconds``; the event says whether it was."""
-        if self._deadline is None:
-            yield threading.Event()
-            return
-        with self._deadline.deadline(seconds) as expired:
+        with self._deadlines.deadline(seconds) as expired:
             yield expired
 
 
