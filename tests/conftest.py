@@ -23,6 +23,16 @@ KEY = "phc_e2eTestKey0123456789abcdefghijklmnopqrstuv"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# A test with none of these is in the fast layer (``pytest -n 2 -m fast``).
+HEAVY = ("desktop", "frozen", "bench", "slow", "windows")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in HEAVY):
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture
 def memory_keyring() -> Iterator[MemoryKeyring]:
     """keyring's own API over an in-memory backend, for unit tests of the keyring code."""

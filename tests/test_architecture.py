@@ -279,6 +279,59 @@ def test_a_heartbeat_without_metrics_does_not_load_the_prometheus_client() -> No
     assert loaded.stdout.strip() == "False", loaded.stderr
 
 
+def reachable_from(root: Path, start: str) -> set[str]:
+    """The modules of ours that ``start`` imports, directly or not, inside functions too: what
+    PyInstaller's analysis finds (it reads every import in the bytecode), and no more."""
+    edges = module_edges(root)
+    seen, todo = {start}, [start]
+    while todo:
+        for target in edges.get(todo.pop(), {}):
+            # importing a.b.c runs a/__init__ and a/b/__init__ as well
+            parts = target.split(".")
+            for n in range(1, len(parts) + 1):
+                name = ".".join(parts[:n])
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(name)
+    return seen
+
+
+def test_every_command_loads_its_handler() -> None:
+    from heartbeat_tray.cli.parser import build_parser, load_handler
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "==SUPPRESS==" and a.choices).choices
+    assert commands is not None
+    for name in commands:
+        assert callable(load_handler(name)), name
+
+
+def test_the_build_sees_every_command_module_without_being_told() -> None:
+    """The commands' modules are imported in functions, so that ``once`` stays cheap; written
+    as imports, the frozen app's analysis finds them from ``__main__`` (build.spec lists only
+    what no import names: the backends pystray picks by name)."""
+    reached = reachable_from(PACKAGE, "heartbeat_tray.__main__")
+    commands = {module_name(path, PACKAGE) for path in (PACKAGE / "cli").glob("*.py")}
+    assert commands - reached == set()
+    hidden = {"heartbeat_tray.system.metrics", "heartbeat_tray.dialog.view"}
+    assert hidden <= reached  # the lazily imported adapters too
+
+
+def test_a_module_imported_from_a_string_is_not_seen(tmp_path: Path) -> None:
+    root = fake_package(
+        tmp_path,
+        {
+            "__main__.py": "def main():\n    from heartbeat_tray.cli import parser\n",
+            "cli/parser.py": "import importlib\n\ndef load():\n"
+            "    return importlib.import_module('heartbeat_tray.cli.send')\n",
+            "cli/send.py": "",
+        },
+    )
+    reached = reachable_from(root, "heartbeat_tray.__main__")
+    assert "heartbeat_tray.cli.parser" in reached
+    assert "heartbeat_tray.cli.send" not in reached
+
+
 if __name__ == "__main__":
     for (a, b), where in sorted(package_edges(PACKAGE).items()):
         print(f"{a:10} → {b:10} {where}")

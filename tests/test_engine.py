@@ -134,7 +134,8 @@ def test_a_start_beats_once_and_says_what_runs(running: Running, capture: Captur
     info = json.loads(running.engine.paths.running_file.read_text(encoding="utf-8"))
     assert info["front_end"] == "run" and info["overrides"] == ["interval_seconds"]
     assert info["settings"]["interval_seconds"] == 30  # the override, not the file's 60
-    assert running.snap.ingestion.sentence == "Ingestion not checked (turned off in Settings)"
+    off = "Ingestion not checked (turned off in Settings)"
+    wait_for(lambda: running.snap.ingestion.sentence == off, "the check to say it is off")
     assert running.personal.reads == 0  # the check is off: the keyring is not even asked
 
 

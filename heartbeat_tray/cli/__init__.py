@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -30,15 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return hand_over_key(
             read_keyring, arguments[1] if len(arguments) > 1 else KeyKind.PROJECT.value
         )
-    from heartbeat_tray.cli.parser import build_parser
+    from heartbeat_tray.cli.parser import build_parser, load_handler
 
     args = build_parser().parse_args(arguments)
     command: str = args.command
     paths = AppPaths.for_user()
     configure_logging(paths, to_stderr=command == "run")
-    module, _, function = str(args.handler).partition(":")
     try:
-        handler = getattr(importlib.import_module(f"heartbeat_tray.cli.{module}"), function)
+        handler = load_handler(command)
         if command == "autostart":
             return int(handler(args))
         ctx = load_context(args, paths, key_in_child=command in _KEY_IN_CHILD)

@@ -1,11 +1,12 @@
-"""The command line's shape: each command names the function that runs it, as
-``"module:function"`` in ``heartbeat_tray.cli``, imported only when that command runs (``once``
-need not load what ``verify`` or the tray need)."""
+"""The command line's shape, and the function that runs each command (``load_handler``),
+imported only when that command runs: ``once`` need not load what ``verify`` or the tray need.
+The imports are written out, not built from strings, so PyInstaller and mypy see every one."""
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from heartbeat_tray import __version__
 from heartbeat_tray.cli.context import EXIT_CONFIG
@@ -38,18 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keeps one synthetic heartbeat event per interval flowing into PostHog.",
     )
     parser.add_argument("--version", action="version", version=f"heartbeat-tray {__version__}")
-    parser.set_defaults(handler="desktop:cmd_tray", command="tray", autostart=False)
+    parser.set_defaults(command="tray", autostart=False)
     commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
 
-    def command(name: str, handler: str, text: str, **kwargs: object) -> argparse.ArgumentParser:
+    def command(name: str, text: str, **kwargs: object) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text, **kwargs)  # type: ignore[arg-type]
-        sub.set_defaults(handler=handler, command=name)
+        sub.set_defaults(command=name)
         return sub
 
-    tray = command("tray", "desktop:cmd_tray", "the tray app (the default)")
+    tray = command("tray", "the tray app (the default)")
     tray.add_argument("--autostart", action="store_true", help="start quietly, as at login")
     _add_overrides(tray, *ALL_OVERRIDES)
-    run = command("run", "run:cmd_run", "headless: the heartbeat without a tray")
+    run = command("run", "headless: the heartbeat without a tray")
     _add_overrides(run, *ALL_OVERRIDES)
     run.add_argument(
         "--metrics",
@@ -58,22 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
         "0.0.0.0:9464 for every interface); overrides [metrics] listen",
     )
     _add_overrides(
-        command("once", "send:cmd_once", "send one heartbeat now and print the outcome"),
+        command("once", "send one heartbeat now and print the outcome"),
         *ALL_OVERRIDES,
     )
     _add_overrides(
-        command("check", "send:cmd_check", "check host and key without sending an event"),
+        command("check", "check host and key without sending an event"),
         "host",
         "distinct_id",
     )
-    command("settings", "desktop:cmd_settings", "open the settings dialog")
-    status_cmd = command(
-        "status", "status:cmd_status", "show settings, key, outbox and last outcome"
-    )
+    command("settings", "open the settings dialog")
+    status_cmd = command("status", "show settings, key, outbox and last outcome")
     status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     history = command(
         "history",
-        "history:cmd_history",
         "the ingestion lag of the last 24 h: in a window, or as a PNG file with --png",
     )
     history.add_argument(
@@ -81,7 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     key = command(
         "key",
-        "keys:cmd_key",
         "store or remove the project API key: 'key set' reads it from standard input "
         "(hidden when typed), 'key clear' removes it",
     )
@@ -98,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_cmd = command(
         "verify",
-        "verify:cmd_verify",
         "send one beat, then ask PostHog until it is stored: exit 0 stored in time, "
         "1 not, 2 configuration error (a personal API key is needed)",
     )
@@ -113,6 +109,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no progress lines, only the answer"
     )
     _add_overrides(verify_cmd, *ALL_OVERRIDES)
-    auto = command("autostart", "autostart:cmd_autostart", "launch at login")
+    auto = command("autostart", "launch at login")
     auto.add_argument("action", choices=["on", "off", "status"])
     return parser
+
+
+Handler = Callable[[Any], int]  # a Context (an argparse.Namespace for ``autostart``) → exit code
+
+
+def load_handler(command: str) -> Handler:
+    """The function that runs ``command``, its module imported now."""
+    handler: Handler
+    if command == "tray":
+        from heartbeat_tray.cli.desktop import cmd_tray as handler
+    elif command == "settings":
+        from heartbeat_tray.cli.desktop import cmd_settings as handler
+    elif command == "run":
+        from heartbeat_tray.cli.run import cmd_run as handler
+    elif command == "once":
+        from heartbeat_tray.cli.send import cmd_once as handler
+    elif command == "check":
+        from heartbeat_tray.cli.send import cmd_check as handler
+    elif command == "status":
+        from heartbeat_tray.cli.status import cmd_status as handler
+    elif command == "history":
+        from heartbeat_tray.cli.history import cmd_history as handler
+    elif command == "key":
+        from heartbeat_tray.cli.keys import cmd_key as handler
+    elif command == "verify":
+        from heartbeat_tray.cli.verify import cmd_verify as handler
+    elif command == "autostart":
+        from heartbeat_tray.cli.autostart import cmd_autostart as handler
+    else:
+        raise ValueError(f"no handler for the command {command!r}")
+    return handler
