@@ -213,6 +213,11 @@ class Engine:
 
     # --- control ---
 
+    @property
+    def enabled(self) -> bool:
+        """Beating or paused, as the ticker last confirmed or was asked."""
+        return self.ticker.enabled
+
     def set_enabled(self, enabled: bool) -> None:
         """Pause or resume, and remember it in the settings file (per-run overrides stay out)."""
         self.ticker.set_enabled(enabled)

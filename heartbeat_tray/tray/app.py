@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import webbrowser
-from collections.abc import Callable
 from typing import Any
 
 from heartbeat_tray.core.alert_rules import Alert
@@ -30,11 +29,10 @@ from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import LaunchAtLoginError, for_this_os
 from heartbeat_tray.system.notifications import Notifier
 from heartbeat_tray.system.paths import AppPaths
-from heartbeat_tray.system.ui_thread import PostingUiThread, SelectUiThread, UiThread, poster_for
+from heartbeat_tray.system.ui_thread import UiThread
+from heartbeat_tray.tray.backends import TrayBackend, TrayHooks, backend_for
 from heartbeat_tray.tray.icon_art import PULSE_FRAME_MS, IconSet, icon_set
-from heartbeat_tray.tray.menu import MenuProcess, to_pystray
 from heartbeat_tray.tray.presenter import (
-    IconState,
     Item,
     default_action,
     present,
@@ -132,10 +130,8 @@ class TrayApp:
         self.state = self.engine.state
         self.launch_at_login = for_this_os()
         self.icons: IconSet = icon_set()
-        self.icon: Any = None
+        self.backend: TrayBackend
         self.ui: UiThread
-        self.popup: MenuProcess | None = None  # our own menu, where the host has none (xorg)
-        self.notifier: Notifier
         self.channel: ChannelServer | None = None
         self.view = present(self.state.snapshot, launch_at_login=False)
         self._shown: Snapshot | None = None
@@ -146,7 +142,14 @@ class TrayApp:
         self._setup_offered = False  # the first start without a key opens Settings once
         self._tray_host: bool | None = None  # None: not known yet
         self._no_host_said = False
-        self._stop_watching: Callable[[], None] | None = None  # xorg: waiting for an SNI host
+
+    @property
+    def icon(self) -> Any:
+        return self.backend.icon
+
+    @property
+    def notifier(self) -> Notifier:
+        return Notifier(self.backend.icon)
 
     # --- menu actions (UI thread) ---
 
@@ -171,7 +174,7 @@ class TrayApp:
         if default_action(snap) is Item.SETTINGS:
             self.open_settings()
         else:
-            self.engine.set_enabled(not self.engine.ticker.enabled)
+            self.engine.set_enabled(not self.engine.enabled)
 
     def open_settings(self) -> None:
         self._dialog = self._open_window(self._dialog, "settings", "Settings")
@@ -249,15 +252,7 @@ class TrayApp:
         self.engine.stop(timeout=1.0)
         if self.channel is not None:
             self.channel.close()
-        try:
-            self.icon.visible = False
-            self.icon.stop()
-        except Exception:
-            log.warning("Stopping the tray icon failed", exc_info=True)
-        if self.popup is not None:
-            self.popup.close()
-        if isinstance(self.ui, SelectUiThread):
-            self.ui.quit()
+        self.backend.stop()
 
     def on_command(self, command: str) -> None:
         """From a second launch or the settings dialog, on the channel thread."""
@@ -322,8 +317,8 @@ class TrayApp:
         if hasattr(self.icon, "set_attention"):  # hosts with an urgency flag (SNI)
             self.icon.set_attention(self.view.needs_attention)
         self.icon.update_menu()
-        if self.popup is not None:
-            self.popup.update()
+        if self.backend.popup is not None:
+            self.backend.popup.update()
         if not self._setup_offered and snap.needs_setup:
             self._setup_offered = True
             # A locked keyring: the dialog could not store a key either; the tooltip says why.
@@ -354,129 +349,30 @@ class TrayApp:
 
     # --- start-up ---
 
-    def run(self, pystray: Any, backend: str, *, autostart: bool) -> int:
-        title = "Heartbeat — starting"
-        first_image = self.icons.states[IconState.HEALTHY]
-        if backend == "xorg":
-            return self._run_xorg(first_image, title, autostart)
-        if backend == "sni":
-            return self._run_sni(autostart)
-        if backend in ("gtk", "appindicator"):
-            from gi.repository import GLib  # type: ignore[import-not-found,unused-ignore]
-
-            GLib.set_prgname("heartbeat-tray")  # the window class trays and docks show
-        icon = pystray.Icon("heartbeat-tray", first_image, title)
-        if backend == "win32":
-            from heartbeat_tray.tray.win32 import Win32UiThread
-
-            self.ui = Win32UiThread(icon)
-        else:
-            self.ui = PostingUiThread(poster_for(backend))
-        icon.menu = to_pystray(lambda: self.view, self.on_click, self.ui)
-        self.icon = icon
-        self.notifier = Notifier(icon)
-
-        def setup(i: Any) -> None:
-            i.visible = True
-            self._start_core(autostart)
-
+    def run(self, pystray: Any, backend_name: str, *, autostart: bool) -> int:
+        """One path for every backend: build it, take signals, run its loop until Quit."""
+        backend = self.backend = backend_for(pystray, backend_name, self._hooks())
+        self.ui = backend.ui
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.ui.call(self.quit))
-        try:
-            icon.run(setup=setup)
-        except Exception:
-            if not self._quitting:
-                raise
-            # pystray's gtk backend raises while tearing down when no notification daemon runs
-            log.warning("The tray backend failed while quitting", exc_info=True)
+        backend.run(started=lambda: self._start_core(autostart))
         return EXIT_OK
 
-    def _run_xorg(self, first_image: Any, title: str, autostart: bool) -> int:
-        from heartbeat_tray.tray.xorg import XorgIcon, start_in_thread
-
-        ui = self.ui = SelectUiThread()
-        popup = self.popup = MenuProcess(lambda: self.view, self.on_click, ui)
-        self.icon = XorgIcon(
-            "heartbeat-tray",
-            first_image,
-            title,
-            menu=to_pystray(lambda: self.view, self.on_click, ui),
-            on_context_menu=lambda x, y: ui.call(lambda: popup.show(x, y)),
+    def _hooks(self) -> TrayHooks:
+        return TrayHooks(
+            view=lambda: self.view,
+            icons=self.icons,
+            on_click=self.on_click,
+            activate=self.activate,
+            send_now=self.engine.send_now,
             on_host=self.on_tray_host,
-        )
-        self.notifier = Notifier(self.icon)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: ui.call(self.quit))
-        # A StatusNotifierItem host that starts later (a panel after login, GNOME's extension
-        # enabled) gets the icon: it draws it with real alpha and its own menu.
-        if sys.platform.startswith("linux") or "bsd" in sys.platform:
-            from heartbeat_tray.tray.sni import watch_for_watcher
-
-            self._stop_watching = watch_for_watcher(lambda: ui.call(self._move_to_sni))
-        start_in_thread(self.icon, on_ready=lambda: ui.call(self._show_icon))
-        self._start_core(autostart)
-        ui.run()
-        self._end_watching()
-        ui.close()
-        return EXIT_OK
-
-    def _run_sni(self, autostart: bool) -> int:
-        ui = self.ui = SelectUiThread()
-        self.popup = MenuProcess(lambda: self.view, self.on_click, ui)
-        self.icon = self._sni_icon(ui, self.popup)
-        self.notifier = Notifier(self.icon)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: ui.call(self.quit))
-        ui.call(self._show_icon)
-        self._start_core(autostart)
-        ui.run()
-        ui.close()
-        return EXIT_OK
-
-    def _sni_icon(self, ui: SelectUiThread, popup: MenuProcess) -> Any:
-        from heartbeat_tray.tray.sni import SniIcon
-
-        images = [*self.icons.states.values(), *self.icons.pulse]
-        return SniIcon(
-            images,
-            lambda: self.view,
-            on_activate=lambda: ui.call(self.activate),
-            on_secondary=lambda: ui.call(self.engine.send_now),
-            on_menu=lambda item: ui.call(lambda: self.on_click(item)),
-            # hosts without a menu of their own (swaybar) ask for ours; Tk needs X for it
-            on_context_menu=(lambda x, y: ui.call(lambda: popup.show(x, y)))
-            if os.environ.get("DISPLAY")
-            else None,
-            on_host=self.on_tray_host,
+            on_new_icon=self._redraw,
         )
 
-    def _move_to_sni(self) -> None:
-        """From the X tray to a StatusNotifierWatcher that appeared (UI thread)."""
-        if self._quitting or self._stop_watching is None or self.popup is None:
-            return
-        self._end_watching()
-        assert isinstance(self.ui, SelectUiThread)
-        log.info("A StatusNotifierItem host appeared; the icon moves there from the X tray")
-        old = self.icon
-        try:
-            old.visible = False
-            old.stop()
-        except Exception:
-            log.warning("Removing the X tray icon failed", exc_info=True)
-        self.icon = self._sni_icon(self.ui, self.popup)
-        self.notifier = Notifier(self.icon)
-        self._shown = None  # draw everything afresh on the new icon
-        self._show_icon()
+    def _redraw(self) -> None:
+        """A new icon (the X tray's moved to a StatusNotifierItem host): draw it all afresh."""
+        self._shown = None
         self.render()
-
-    def _end_watching(self) -> None:
-        stop, self._stop_watching = self._stop_watching, None
-        if stop is not None:
-            threading.Thread(target=stop, name="sni-watch-stop", daemon=True).start()
-
-    def _show_icon(self) -> None:
-        self.icon.visible = True
-        log.info("Tray icon created; it shows once a tray host takes it")
 
     def _start_core(self, autostart: bool) -> None:
         self.state.subscribe(self.on_snapshot)
@@ -484,7 +380,7 @@ class TrayApp:
         self.channel.start()
         self._setup_offered = autostart  # at login: start quietly, no dialog
         self.engine.start()
-        if isinstance(self.ui, SelectUiThread):  # xorg and SNI: the hosts we can ask about
+        if self.backend.knows_host:  # xorg and SNI: the hosts we can ask about
             self.ui.call_later(TRAY_HOST_GRACE_MS, self._check_tray_host)
 
 
