@@ -1,9 +1,11 @@
 """One engine for every front end: ``run`` and the tray build the heartbeat here, the same way.
 
 It owns the settings as the process sees them (the file, with the per-run overrides on top for
-the life of the process), the outbox, the PostHog clients, the app state, the ticker and the
-ingestion poller, and it turns state changes into alerts for whichever front end runs it:
-desktop notifications in the tray, log lines in ``run`` (the webhook works in both).
+the life of the process), the outbox, the PostHog clients, the app state, the ticker, the
+ledger its accepted beats are announced to and the ingestion poller, and it turns state changes
+into alerts for whichever front end runs it: desktop notifications in the tray, log lines in
+``run`` (the webhook works in both). The adapters are plugged into the core's interfaces here
+and nowhere else; a test passes its own clock and transport.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from heartbeat_tray import __version__
 from heartbeat_tray.cli.context import EXIT_CONFIG
+from heartbeat_tray.core.settings import MAX_INTERVAL, MIN_INTERVAL
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,7 +22,11 @@ def _add_overrides(parser: argparse.ArgumentParser, *names: str) -> None:
     group = parser.add_argument_group("overrides for this run only (never saved)")
     helps = {
         "host": ("--host", "URL", "PostHog host, e.g. https://eu.i.posthog.com"),
-        "interval": ("--interval", "SECONDS", "seconds between beats (1..86400)"),
+        "interval": (
+            "--interval",
+            "SECONDS",
+            f"seconds between beats ({MIN_INTERVAL}..{MAX_INTERVAL})",
+        ),
         "event": ("--event", "NAME", "event name"),
         "distinct_id": ("--distinct-id", "ID", "distinct id of the events"),
     }

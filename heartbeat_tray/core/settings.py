@@ -17,7 +17,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from heartbeat_tray.core.event import BEAT_PROPERTIES
@@ -33,28 +33,6 @@ MAX_PROPERTIES_BYTES = 8 * 1024  # every beat carries them, and the outbox keeps
 # Names PostHog gives meaning to in an event's properties (or at its top level).
 POSTHOG_NAMES = frozenset({"token", "distinct_id", "uuid", "api_key"})
 
-KNOWN_KEYS = (
-    "host",
-    "event",
-    "distinct_id",
-    "interval_seconds",
-    "enabled",
-    "backfill",
-    "notify",
-    "properties",
-    "ingestion",
-    "metrics",
-)
-INGESTION_KEYS = (
-    "check",
-    "app_host",
-    "project_id",
-    "poll_seconds",
-    "alert_after_seconds",
-    "webhook_url",
-    "slow_after_seconds",
-    "slow_window_seconds",
-)
 # Written to the file only when they differ from the default: a file saved by the dialog must
 # not pin them (a later, longer poll interval would then make the file invalid).
 _WRITTEN_WHEN_SET = ("slow_after_seconds", "slow_window_seconds")
@@ -102,6 +80,9 @@ class MetricsSettings:
 
     listen: str = ""  # "HOST:PORT"; empty: off
 
+    def to_toml_dict(self) -> dict[str, Any]:
+        return {"listen": self.listen} if self.listen else {}
+
     def address(self) -> tuple[str, int] | None:
         if not self.listen:
             return None
@@ -130,19 +111,14 @@ class Settings:
 
     def to_toml_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.unknown)
-        data.update(
-            host=self.host,
-            event=self.event,
-            distinct_id=self.distinct_id,
-            interval_seconds=self.interval_seconds,
-            enabled=self.enabled,
-            backfill=self.backfill,
-            notify=self.notify,
-            properties=dict(self.properties),
-            ingestion=self.ingestion.to_toml_dict(),
-        )
-        if self.metrics.listen:
-            data["metrics"] = {"listen": self.metrics.listen}
+        for key in KNOWN_KEYS:
+            value = getattr(self, key)
+            if isinstance(value, IngestionSettings | MetricsSettings):
+                table = value.to_toml_dict()
+                if table:  # [metrics] only when it is on
+                    data[key] = table
+            else:
+                data[key] = dict(value) if key == "properties" else value
         return data
 
     def public(self) -> dict[str, Any]:
@@ -151,6 +127,11 @@ class Settings:
         for key in self.unknown:
             data.pop(key, None)
         return data
+
+
+# Each setting is named once, as a field above; the file's keys, in the order they are written.
+KNOWN_KEYS = tuple(f.name for f in fields(Settings) if f.name != "unknown")
+INGESTION_KEYS = tuple(f.name for f in fields(IngestionSettings))
 
 
 @dataclass(frozen=True)
@@ -252,7 +233,9 @@ def is_loopback_host(hostname: str) -> bool:
 
 
 def validate_interval(value: Any) -> int:
-    sentence = "Interval must be a whole number of seconds between 1 and 86400."
+    sentence = (
+        f"Interval must be a whole number of seconds between {MIN_INTERVAL} and {MAX_INTERVAL}."
+    )
     if isinstance(value, bool):
         raise SettingsError("interval_seconds", sentence)
     if isinstance(value, str):

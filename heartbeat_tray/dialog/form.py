@@ -46,23 +46,28 @@ HOST_LABELS: dict[HostChoice, str] = {
 }
 
 
+_DEFAULTS = Settings()
+
+
 @dataclass
 class FormValues:
-    host_choice: HostChoice = "us"
+    """What the dialog's fields hold, as text; a new form starts from ``Settings()``'s values."""
+
+    host_choice: HostChoice = "us"  # Settings().host is PostHog Cloud US
     custom_host: str = ""
     api_key: str = ""  # empty: keep the stored key
-    event: str = "heartbeat"
-    distinct_id: str = ""
-    interval: str = "60"
+    event: str = _DEFAULTS.event
+    distinct_id: str = _DEFAULTS.distinct_id
+    interval: str = str(_DEFAULTS.interval_seconds)
     properties: str = ""  # one "name = value" per line
-    backfill: bool = True
-    notify: bool = True
+    backfill: bool = _DEFAULTS.backfill
+    notify: bool = _DEFAULTS.notify
     launch_at_login: bool = False
     # the ingestion check
     personal_key: str = ""  # empty: keep the stored personal key
-    project_id: str = ""  # empty: found from the project key
-    alert_after: str = "600"
-    webhook_url: str = ""
+    project_id: str = _DEFAULTS.ingestion.project_id  # empty: found from the project key
+    alert_after: str = str(_DEFAULTS.ingestion.alert_after_seconds)
+    webhook_url: str = _DEFAULTS.ingestion.webhook_url
 
 
 @dataclass

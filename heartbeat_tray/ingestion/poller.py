@@ -1,7 +1,8 @@
-"""The ingestion poller: every ``poll_seconds`` it asks PostHog which accepted beats are stored,
-judges the answer (``rules``), opens and resolves incidents, alerting exactly once each
-(``alerts`` says what), and lets the webhook outbox deliver. It runs on its own ``Worker``
-thread: a slow query never delays a beat, and nothing runs between checks.
+"""The ingestion poller: every ``poll_seconds`` it asks PostHog which accepted beats are stored
+(the project from ``project``), judges the answer (``rules``), hands the judgement to
+``incidents`` and publishes what the check shows; between checks it lets the webhook outbox
+deliver. It runs on its own ``Worker`` thread: a slow query never delays a beat, and nothing
+runs between checks.
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ import logging
 import random
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from heartbeat_tray.core.alert_rules import Alert
 from heartbeat_tray.core.api_key import KeyringUnavailable, MisplacedKey
 from heartbeat_tray.core.app_state import AppState
 from heartbeat_tray.core.backoff import retry_delay
-from heartbeat_tray.core.clock import RUN_ID, Clock, SystemClock
+from heartbeat_tray.core.clock import Clock, SystemClock
 from heartbeat_tray.core.ingestion_status import IncidentKind, IngestionState, IngestionStatus
 from heartbeat_tray.core.ports import SendWebhook, StoredBeatsQuery
 from heartbeat_tray.core.settings import Settings
@@ -29,29 +28,17 @@ from heartbeat_tray.core.tally import CheckTally
 from heartbeat_tray.core.verdicts import QueryVerdict
 from heartbeat_tray.core.worker import Worker
 from heartbeat_tray.ingestion.alerts import (
-    RESOLVED,
-    SLOW,
-    TRIGGERED,
     Whose,
-    not_ingested_alert,
-    slow_alert,
-    slow_fields,
-    webhook_body,
 )
+from heartbeat_tray.ingestion.incidents import Incidents
 from heartbeat_tray.ingestion.project import check_host, resolve_project
 from heartbeat_tray.ingestion.rules import (
     Judgement,
-    Slowness,
-    duration_words,
-    failing_sentence,
     judge,
     lag_windows,
-    ok_sentence,
     query_window,
-    slow_sentence,
-    slowness,
 )
-from heartbeat_tray.ingestion.store import Incident, IngestionStore
+from heartbeat_tray.ingestion.store import IngestionStore
 from heartbeat_tray.ingestion.webhooks import WebhookOutbox
 
 log = logging.getLogger(__name__)
@@ -90,7 +77,6 @@ class IngestionPoller:
         self._webhooks = WebhookOutbox(
             store, send_webhook, config.settings.ingestion.webhook_url, random_fraction
         )
-        self._on_alert = on_alert
         self._clock = clock or SystemClock()
         self._random = random_fraction
         self._lock = threading.Lock()
@@ -105,9 +91,15 @@ class IngestionPoller:
         self._failures = 0
         self._status = IngestionStatus(lost=store.lost())
         self._disk_problem: str | None = None  # the last check could not record its verdicts
-        # Alerted, but not recorded (a full disk), by kind.
-        self._unkept: dict[IncidentKind, Incident | None] = dict.fromkeys(IncidentKind)
         self._tally = CheckTally()
+        self._incidents = Incidents(
+            store,
+            self._webhooks,
+            self._clock,
+            on_alert=on_alert,
+            on_opened=self._opened,
+            on_queued=self._worker.poke,
+        )
         try:
             self._observed = store.lag_uuids()  # lags counted already (before a restart)
         except sqlite3.Error:
@@ -248,40 +240,9 @@ class IngestionPoller:
             self._disk_problem = f"the state file cannot be written ({exc})"
         windows = lag_windows(samples, wall)
         self._count(judgement, lost)
-        incident = self._store.incident() or self._unkept[IncidentKind.NOT_INGESTED]
-        if (
-            incident is not None
-            and incident.triggered_sent
-            and judgement.state is not IngestionState.FAILING
-            and not _newer_than(judgement, incident)
-        ):
-            # No verdict yet (the app was off for hours, the ledger is new) is not recovery:
-            # it resolves only when a beat newer than the incident's start is seen stored.
-            judgement = replace(judgement, state=IngestionState.FAILING)
-        state = judgement.state
-        if state is IngestionState.FAILING:
-            # It takes precedence: no slow incident opens meanwhile (an open one stays open).
-            since = incident.since if incident else judgement.incident_since or wall
-            sentence = failing_sentence(judgement.newest_stored, judgement.behind_seconds, since)
-            if incident is None or not incident.triggered_sent:
-                self._alert_not_ingested(True, since, judgement)
-        else:
-            since = None
-            sentence = (
-                ok_sentence(
-                    judgement.lag_seconds, next((w for w in windows if w.name == "1h"), None)
-                )
-                if state is IngestionState.OK
-                else "Waiting for the first beat to be ingested"
-            )
-            if incident is not None:
-                if incident.triggered_sent:
-                    self._alert_not_ingested(False, incident.since, judgement)
-                else:
-                    self._store.record_alert(None, None, wall.timestamp())
-            slow = self._judge_slow(samples, wall, judgement)
-            if slow is not None:
-                state, sentence = IngestionState.SLOW, slow
+        who = Whose(settings.event, self._config.distinct_id, settings.host, project_id)
+        outcome = self._incidents.decide(judgement, samples, windows, wall, settings, who)
+        state, sentence, since = outcome.state, outcome.sentence, outcome.since
         self._publish(
             IngestionStatus(
                 state=state,
@@ -346,101 +307,8 @@ class IngestionPoller:
             lost=self._tally.lost + max(0, lost - self._status.lost),
         )
 
-    def _judge_slow(
-        self, samples: list[tuple[datetime, float]], wall: datetime, judgement: Judgement
-    ) -> str | None:
-        """Open or resolve the slow incident; its sentence while it is open, else None."""
-        settings = self._config.settings
-        ingestion = settings.ingestion
-        window = ingestion.slow_window(settings.interval_seconds)
-        slow = slowness(
-            samples, wall, threshold_seconds=ingestion.slow_after_seconds, window_seconds=window
-        )
-        incident = self._store.incident(IncidentKind.SLOW) or self._unkept[IncidentKind.SLOW]
-        if slow is not None and slow.slow:
-            if incident is None or not incident.triggered_sent:
-                self._alert_slow(True, slow, wall, judgement)
-            return slow_sentence(slow)
-        if incident is None:
-            return None
-        if ingestion.slow_after_seconds > 0 and (slow is None or slow.p95 > slow.threshold):
-            # Still over the threshold (on too few beats to open one), or nothing stored in the
-            # window: not back to speed yet.
-            return (
-                slow_sentence(slow)
-                if slow
-                else f"Ingestion slow: no beat stored in the last {duration_words(window)}"
-            )
-        if incident.triggered_sent:
-            self._alert_slow(False, slow, incident.since, judgement)
-        else:
-            self._store.record_alert(None, None, wall.timestamp(), kind=IncidentKind.SLOW)
-        return None
-
-    def _whose(self) -> Whose:
-        settings = self._config.settings
-        return Whose(
-            settings.event, self._config.distinct_id, settings.host, self._status.project_id
-        )
-
-    def _alert_not_ingested(self, opened: bool, since: datetime, judgement: Judgement) -> None:
-        incident: Incident | None = None
-        if opened:
-            since_mono = judgement.incident_since_mono
-            incident = Incident(
-                since, True, str(uuid.uuid4()), since_mono, RUN_ID if since_mono is not None else ""
-            )
-        alert = not_ingested_alert(opened, since, judgement, self._whose())
-        status = TRIGGERED if opened else RESOLVED
-        self._raise(IncidentKind.NOT_INGESTED, status, incident, since, alert, judgement, {})
-
-    def _alert_slow(
-        self, opened: bool, slow: Slowness | None, since: datetime, judgement: Judgement
-    ) -> None:
-        opened = opened and slow is not None
-        incident = Incident(since, True, str(uuid.uuid4())) if opened else None
-        alert = slow_alert(opened, slow, self._whose())
-        extra = slow_fields(slow, self._config.settings.ingestion.slow_after_seconds)
-        status = SLOW if opened else RESOLVED
-        self._raise(IncidentKind.SLOW, status, incident, since, alert, judgement, extra)
-
-    def _raise(
-        self,
-        kind: IncidentKind,
-        status: str,
-        incident: Incident | None,
-        since: datetime,
-        alert: Alert,
-        judgement: Judgement,
-        extra: dict[str, Any],
-    ) -> None:
-        """Record the incident's new state with its webhook, then tell the user: exactly once
-        each (a full disk: told all the same, the webhook sent once without its retries)."""
-        incident_id = incident.id if incident else self._resolving_id(kind)
-        body = None
-        if self._webhooks.url:
-            body = webhook_body(
-                kind, status, incident_id, alert, since, judgement, self._whose(), extra
-            )
-        if incident is not None:
-            self._tally = self._tally.opened(kind.value)
-        try:
-            self._store.record_alert(incident, body, self._clock.wall().timestamp(), kind=kind)
-        except sqlite3.Error as exc:
-            log.warning("Could not keep the alert (%s); sending it without keeping it", exc)
-            self._unkept[kind] = incident
-            self._on_alert(alert)
-            if body is not None:
-                self._webhooks.send_unkept(body)
-            return
-        self._unkept[kind] = None
-        self._on_alert(alert)
-        if body is not None:
-            self._worker.poke()  # deliver it now, not at the next check
-
-    def _resolving_id(self, kind: IncidentKind) -> str:
-        open_one = self._store.incident(kind) or self._unkept[kind]
-        return open_one.id if open_one and open_one.id else str(uuid.uuid4())
+    def _opened(self, kind: IncidentKind) -> None:
+        self._tally = self._tally.opened(kind.value)
 
     def _publish(self, status: IngestionStatus) -> None:
         problem = self._disk_problem or self._store.degraded
@@ -450,12 +318,3 @@ class IngestionPoller:
         with contextlib.suppress(sqlite3.Error):  # said in the sentence; shown from memory
             self._store.save_status(status)
         self._state.update(ingestion=status, checks=self._tally)
-
-
-def _newer_than(judgement: Judgement, incident: Incident) -> bool:
-    """A beat newer than the incident's start is seen stored: only that resolves it."""
-    if incident.run_id == RUN_ID and incident.since_mono is not None:
-        mono = judgement.newest_stored_mono
-        return mono is not None and mono > incident.since_mono
-    newest = judgement.newest_stored
-    return newest is not None and newest >= incident.since

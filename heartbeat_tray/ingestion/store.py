@@ -75,6 +75,11 @@ class PendingWebhook:
     next_try: float
     tries: int
 
+    @property
+    def kind(self) -> str:
+        """``triggered``, ``slow`` or ``resolved``, for the log."""
+        return str(self.body.get("status", "?"))
+
 
 def status_to_json(status: IngestionStatus) -> dict[str, Any]:
     def when(moment: datetime | None) -> str | None:

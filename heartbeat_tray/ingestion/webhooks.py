@@ -3,7 +3,8 @@ as the incident's new state, then delivered in order, retried with backoff for 2
 
 The URL is the one in the settings now (``url``, set by the poller whenever they change): an
 alert made while no webhook was set is never queued, and a webhook cleared since gives up what
-is queued for it.
+is queued for it. Failed deliveries are retried with the beats' backoff: a second or two,
+then doubling, at most every 5 minutes.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ class WebhookOutbox:
         """Send what is due, in order; the monotonic time of the next retry, or None."""
         stamp = wall.timestamp()
         for hook in self._queue.pending_webhooks():
-            if not self.url or stamp - hook.created_at > GIVE_UP_SECONDS:
-                log.warning("Gave up a webhook after 24 hours (or none is set any more)")
+            if not self.url:
+                log.warning("The webhook URL was cleared: a pending %s alert is dropped", hook.kind)
+                self._queue.webhook_done(hook.id)
+                continue
+            if stamp - hook.created_at > GIVE_UP_SECONDS:
+                log.warning("Gave up a %s webhook after 24 hours of failures", hook.kind)
                 self._queue.webhook_done(hook.id)
                 continue
             if hook.next_try > stamp:
