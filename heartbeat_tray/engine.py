@@ -36,7 +36,7 @@ from heartbeat_tray.system.atomic_file import write_atomically
 from heartbeat_tray.system.keystore import KeyStore, report_unreadable_key
 from heartbeat_tray.system.log_setup import never_log
 from heartbeat_tray.system.paths import AppPaths
-from heartbeat_tray.system.settings_file import installation_id, load_settings, save_settings
+from heartbeat_tray.system.settings_file import distinct_id_of, load_settings, save_settings
 from heartbeat_tray.system.webhook import WebhookSender
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class Engine:
         self.state.subscribe_changes(self._alert)
 
     def _config(self, settings: Settings, problem: str | None = None) -> TickerConfig:
-        distinct_id = settings.distinct_id or installation_id(self.paths.installation_id_file)
+        distinct_id = distinct_id_of(settings.distinct_id, self.paths.installation_id_file)
         return TickerConfig(settings, distinct_id, problem)
 
     def _poller_config(self, settings: Settings, problem: str | None = None) -> PollerConfig:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from heartbeat_tray.core.api_key import (
     ApiKey,
     InvalidKey,
+    KeyKind,
     KeyringUnavailable,
     MisplacedKey,
     check_key_text,
@@ -20,7 +21,7 @@ from heartbeat_tray.core.settings import LoadedSettings, Overrides, Settings, Se
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.log_setup import FILE_ONLY, never_log
 from heartbeat_tray.system.paths import AppPaths, make_private_dir
-from heartbeat_tray.system.settings_file import installation_id, load_settings
+from heartbeat_tray.system.settings_file import distinct_id_of, load_settings
 
 log = logging.getLogger("heartbeat_tray")
 
@@ -67,7 +68,7 @@ class Context:
         return self.loaded.settings.with_overrides(self.overrides)
 
     def distinct_id(self) -> str:
-        return self.settings.distinct_id or installation_id(self.paths.installation_id_file)
+        return distinct_id_of(self.settings.distinct_id, self.paths.installation_id_file)
 
     def usable_settings(self) -> Settings:
         """The settings to send with; a broken file stops the command (nothing is sent)."""
@@ -93,18 +94,12 @@ class Context:
             ) from None
 
     def require_key(self) -> ApiKey:
-        try:
-            key = self.keys.get()
-        except MisplacedKey as exc:
-            raise UserError(str(exc)) from None
-        except KeyringUnavailable as exc:
-            raise UserError(f"Cannot read the API key: {exc}") from None
-        if key is None:
-            raise UserError(
-                "No project API key is set; run 'heartbeat-tray key set' (or set "
-                "POSTHOG_PROJECT_API_KEY) with the phc_… key from your PostHog project settings."
-            )
-        never_log(key.value)
+        key = _required(
+            self.keys,
+            "API key",
+            "No project API key is set; run 'heartbeat-tray key set' (or set "
+            "POSTHOG_PROJECT_API_KEY) with the phc_… key from your PostHog project settings.",
+        )
         try:
             _, warning = check_key_text(key.value)
         except InvalidKey as exc:
@@ -112,6 +107,31 @@ class Context:
         if warning:
             log.warning("%s", warning)
         return key
+
+
+def require_personal_key() -> str:
+    """The personal API key of the ingestion check (``verify``)."""
+    return _required(
+        KeyStore(kind=KeyKind.PERSONAL),
+        "personal API key",
+        "No personal API key is set; run 'heartbeat-tray key set --personal' (or set "
+        "POSTHOG_PERSONAL_API_KEY) with a phx_… key with the Query Read and Project Read "
+        "scopes.",
+    ).value
+
+
+def _required(store: KeyStore, name: str, missing: str) -> ApiKey:
+    """The key in ``store``, or the UserError that says why there is none."""
+    try:
+        key = store.get()
+    except MisplacedKey as exc:
+        raise UserError(str(exc)) from None
+    except KeyringUnavailable as exc:
+        raise UserError(f"Cannot read the {name}: {exc}") from None
+    if key is None:
+        raise UserError(missing)
+    never_log(key.value)
+    return key
 
 
 def load_context(args: argparse.Namespace, paths: AppPaths, *, key_in_child: bool) -> Context:

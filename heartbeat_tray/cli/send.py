@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 
 from heartbeat_tray.cli.context import EXIT_NOT_ACCEPTED, EXIT_OK, Context, answer
-from heartbeat_tray.core.event import BeatTemplate
 from heartbeat_tray.core.outbox import Outbox
 from heartbeat_tray.core.ports import REQUEST_DEADLINE
 from heartbeat_tray.core.state_file import Meta
@@ -34,9 +33,7 @@ def cmd_once(ctx: Context) -> int:
     ctx.require_state_folder()
     key = ctx.require_key()
     sequence = next_sequence(ctx)  # the sequence goes on; a failed beat is not queued
-    template = BeatTemplate(
-        settings.event, ctx.distinct_id(), settings.interval_seconds, settings.properties
-    )
+    template = settings.beat_template(ctx.distinct_id())
     event = template.build(uuid=str(uuid.uuid4()), timestamp=datetime.now(UTC), sequence=sequence)
     client = PostHogClient()
     try:

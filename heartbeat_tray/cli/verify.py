@@ -20,38 +20,18 @@ from heartbeat_tray.cli.context import (
     Context,
     UserError,
     answer,
+    require_personal_key,
 )
 from heartbeat_tray.cli.send import next_sequence
-from heartbeat_tray.core.api_key import KeyKind, KeyringUnavailable, MisplacedKey
-from heartbeat_tray.core.event import BeatTemplate
 from heartbeat_tray.core.ports import REQUEST_DEADLINE
 from heartbeat_tray.core.verdicts import QueryVerdict, Verdict
 from heartbeat_tray.ingestion.project import check_host, resolve_project
 from heartbeat_tray.ingestion.rules import MIN_WINDOW_SECONDS
 from heartbeat_tray.posthog.capture import PostHogClient
 from heartbeat_tray.posthog.query import QueryClient
-from heartbeat_tray.system.keystore import KeyStore
-from heartbeat_tray.system.log_setup import never_log
 
 FIRST_DELAY = 1.0  # seconds between questions at first, then growing to
 MAX_DELAY = 10.0
-
-
-def _personal_key() -> str:
-    try:
-        key = KeyStore(kind=KeyKind.PERSONAL).get()
-    except MisplacedKey as exc:
-        raise UserError(str(exc)) from None
-    except KeyringUnavailable as exc:
-        raise UserError(f"Cannot read the personal API key: {exc}") from None
-    if key is None:
-        raise UserError(
-            "No personal API key is set; run 'heartbeat-tray key set --personal' (or set "
-            "POSTHOG_PERSONAL_API_KEY) with a phx_… key with the Query Read and Project Read "
-            "scopes."
-        )
-    never_log(key.value)
-    return key.value
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -61,11 +41,9 @@ def cmd_verify(ctx: Context) -> int:
     settings = ctx.usable_settings()
     ctx.require_state_folder()
     key = ctx.require_key()
-    personal = _personal_key()
+    personal = require_personal_key()
     host = check_host(settings)
-    template = BeatTemplate(
-        settings.event, ctx.distinct_id(), settings.interval_seconds, settings.properties
-    )
+    template = settings.beat_template(ctx.distinct_id())
     beat_id = str(uuid.uuid4())
     event = template.build(uuid=beat_id, timestamp=datetime.now(UTC), sequence=next_sequence(ctx))
     wait = _Waiting(time.monotonic(), timeout, show=_shows_progress(ctx))

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from heartbeat_tray.core.event import BEAT_PROPERTIES
+from heartbeat_tray.core.event import BEAT_PROPERTIES, BeatTemplate
 from heartbeat_tray.core.hosts import EU_HOST, US_HOST, ingest_host
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,10 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # Keys this version does not know, kept so a save does not drop them.
     unknown: Mapping[str, Any] = field(default_factory=dict)
+
+    def beat_template(self, distinct_id: str) -> BeatTemplate:
+        """What every beat of these settings carries (the ticker's, ``once``'s, ``verify``'s)."""
+        return BeatTemplate(self.event, distinct_id, self.interval_seconds, self.properties)
 
     def with_overrides(self, overrides: Overrides) -> Settings:
         """These settings with the per-run overrides on top (already validated)."""

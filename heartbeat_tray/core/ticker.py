@@ -58,8 +58,7 @@ class TickerConfig:
     problem: str | None = None  # the settings file is broken: nothing is sent anywhere
 
     def template(self) -> BeatTemplate:
-        s = self.settings
-        return BeatTemplate(s.event, self.distinct_id, s.interval_seconds, s.properties)
+        return self.settings.beat_template(self.distinct_id)
 
 
 @dataclass

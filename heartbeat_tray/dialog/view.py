@@ -40,7 +40,7 @@ from heartbeat_tray.system.instance_channel import send_command
 from heartbeat_tray.system.keystore import KeyStore
 from heartbeat_tray.system.launch_at_login import for_this_os
 from heartbeat_tray.system.paths import AppPaths
-from heartbeat_tray.system.settings_file import installation_id, load_settings
+from heartbeat_tray.system.settings_file import distinct_id_of, installation_id, load_settings
 from heartbeat_tray.system.ui_thread import TkUiThread
 
 log = logging.getLogger(__name__)
@@ -452,7 +452,7 @@ class SettingsDialog:
             return
         host = checked.settings.host if checked.settings else self.base.host
         key = checked.new_key or self.stored_key or ""
-        distinct_id = values.distinct_id.strip() or installation_id(self.paths.installation_id_file)
+        distinct_id = distinct_id_of(values.distinct_id, self.paths.installation_id_file)
         self.test_button.state(["disabled"])
         self._show_test(f"Asking {host}…", "gray35")
 

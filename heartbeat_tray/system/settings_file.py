@@ -76,6 +76,11 @@ def keep_backup(path: Path, now: dt.datetime) -> Path | None:
     return target
 
 
+def distinct_id_of(configured: str, id_file: Path) -> str:
+    """The distinct id beats go out with: the one configured, else this installation's own."""
+    return configured.strip() or installation_id(id_file)
+
+
 def installation_id(path: Path) -> str:
     """The distinct id used when none is configured: generated once per installation."""
     try:
