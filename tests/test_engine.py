@@ -58,16 +58,23 @@ class Capture:
             return [event["event"] for event in self.events]
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    done = threading.Event()
-    deadline = threading.Timer(WAIT, done.set)
-    deadline.start()
+def within(seconds: float, condition: Callable[[], bool]) -> bool:
+    """Whether ``condition`` becomes true within ``seconds`` (looked at every 5 ms)."""
+    gone = threading.Event()
+    timer = threading.Timer(seconds, gone.set)
+    timer.start()
     try:
         while not condition():
-            if done.wait(0.01):
-                raise AssertionError(f"timed out waiting for {what}")
+            if gone.wait(0.005):
+                return False
+        return True
     finally:
-        deadline.cancel()
+        timer.cancel()
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    if not within(WAIT, condition):
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -137,6 +144,25 @@ def test_a_start_beats_once_and_says_what_runs(running: Running, capture: Captur
     off = "Ingestion not checked (turned off in Settings)"
     wait_for(lambda: running.snap.ingestion.sentence == off, "the check to say it is off")
     assert running.personal.reads == 0  # the check is off: the keyring is not even asked
+
+
+def test_the_check_starts_only_once_the_first_beat_is_made(
+    paths: AppPaths, capture: Capture
+) -> None:
+    """Both at once, the check's first status write held the first beat back (benchmarks)."""
+    run = Running(paths, capture)
+    capture.hold.clear()  # the first beat stays in flight
+    run.engine.start()
+    off = "Ingestion not checked (turned off in Settings)"
+    try:
+        assert capture.arrived.wait(WAIT)
+        # Started at once, the check says it is off within milliseconds; here it must not.
+        assert not within(1.0, lambda: run.snap.ingestion.sentence == off)
+        capture.hold.set()
+        wait_for(lambda: run.snap.ingestion.sentence == off, "the check once the beat is made")
+    finally:
+        capture.hold.set()
+        run.engine.stop(WAIT)
 
 
 def test_a_reload_takes_the_file_and_keeps_the_overrides_on_top(

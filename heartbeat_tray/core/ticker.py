@@ -119,10 +119,14 @@ class Ticker:
         # Beats PostHog accepted (or refused for good) that the outbox could not remove (a full
         # disk): never sent again by this process, and removed once the disk takes writes.
         self._unrecorded: set[str] = set()
+        self._after_first_step: Callable[[], None] | None = None
 
     # --- control, from any thread ---
 
-    def start(self) -> None:
+    def start(self, then: Callable[[], None] | None = None) -> None:
+        """Start beating; ``then`` runs on the ticker's thread once its first step is done."""
+        if then is not None:
+            self._after_first_step = then
         self._worker.start()
 
     def stop(self, timeout: float = 1.0) -> bool:
@@ -158,6 +162,14 @@ class Ticker:
 
     def step(self) -> float | None:
         """Do what is due now. Returns the monotonic time to run again, or None for 'when woken'."""
+        try:
+            return self._step()
+        finally:
+            then, self._after_first_step = self._after_first_step, None
+            if then is not None:
+                then()
+
+    def _step(self) -> float | None:
         now = self._clock.monotonic()
         wall = self._clock.wall()
         with self._lock:
