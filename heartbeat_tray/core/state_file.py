@@ -59,7 +59,7 @@ def _monotonic_acceptance(db: sqlite3.Connection) -> None:
 
 def _lag_history(db: sqlite3.Connection) -> None:
     """2: the lags of live beats and the marks (lost beats, incidents) the history shows.
-    Release 0.3 created them without a version: a file of its may have them already."""
+    They were created before without a version: a file at version 1 may have them already."""
     # One statement at a time: executescript would commit the migration's transaction.
     db.execute(
         "CREATE TABLE IF NOT EXISTS lags (uuid TEXT PRIMARY KEY, beat_time REAL NOT NULL, "
