@@ -97,3 +97,23 @@ def test_the_window_shows_a_day_of_lags_with_the_break_and_the_slow_hour(
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
     assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+
+
+def test_the_window_closes_at_once_on_sigterm_on_an_idle_screen(app: App, desktop: Desktop) -> None:
+    """The tray's Quit sends SIGTERM: nothing else happens on the screen to wake Tk."""
+    proc = app.start("history", env=desktop.env)
+    try:
+        wait_until(
+            lambda: desktop.xdotool("search", "--onlyvisible", "--class", "heartbeat-tray-history"),
+            timeout=20,
+            what="the History window",
+        )
+        wait_until(
+            lambda: "History window shown" in app.log_file.read_text(), what="the window shown"
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -14,6 +14,7 @@ from PIL import Image, ImageTk
 
 from heartbeat_tray.dialog.history_chart import WIDTH
 from heartbeat_tray.dialog.tk_window import new_root
+from heartbeat_tray.system.ui_thread import TkUiThread
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,14 @@ def run_history_window(picture: Callable[[int], Image.Image]) -> int:
         root.after(REFRESH_MS, refresh)
 
     root.bind("<Escape>", lambda _event: root.destroy())
+    # With a threaded Tcl, tkinter's loop blocks in Tcl and runs Python's signal handlers only
+    # after the next Tk event: on an idle screen the tray's SIGTERM went unanswered (seen in
+    # CI). The UI hand-off's wakeup fd wakes Tk at the signal itself.
+    ui = TkUiThread(root)
     if hasattr(signal, "SIGTERM"):
-        # The tray sends it when it quits (tkinter's loop runs Python's handlers between events).
-        signal.signal(signal.SIGTERM, lambda *_: root.after(0, root.destroy))
+        signal.signal(signal.SIGTERM, lambda *_: ui.call(root.destroy))
     refresh()
     root.after_idle(lambda: log.info("History window shown"))
     root.mainloop()
+    ui.close()
     return 0
